@@ -1,0 +1,228 @@
+"""The bake pipeline as one function: repo -> recipe -> rendered Packer template -> AMIs -> catalog.
+
+Every stage is timed (the benchmark reads `BakeResult.timings`). A failure after Packer starts always
+ends the same way: Packer cleans up what it created, any AMI still tagged with this build id is removed,
+and the catalog records a failed (or interrupted) build; what the catalog held before is untouched.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from imagefactory import __version__, catalog
+from imagefactory.bases import BASES
+from imagefactory.catalog import Build
+from imagefactory.cloud import images
+from imagefactory.cloud.target import SANDBOX_NOTICE, Target, check_regions, choose_target, open_target
+from imagefactory.errors import BakeInterrupted, FactoryError, PackerError, RecipeError
+from imagefactory.home import Home
+from imagefactory.packer import Packer, find_packer
+from imagefactory.recipe import PythonSpec, Recipe, RepoTree, Source, derive, load_recipe, write_recipe
+from imagefactory.render import Features, packer_vars, template_files, write_build_dir
+from imagefactory.repo import Checkout, resolve
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BakeOptions:
+    repo: str
+    ref: str | None = None
+    name: str | None = None
+    regions: tuple[str, ...] | None = None
+    sandbox: bool = False
+    python: str | None = None
+
+
+@dataclass(frozen=True)
+class BakeResult:
+    image: str
+    build_id: str
+    target: str
+    status: str
+    amis: dict[str, str]
+    catalog_path: str
+    recipe_path: str
+    build_dir: str
+    notes: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - started, 4)
+
+
+def new_build_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
+    clock = _Clock()
+    kind = choose_target(sandbox=opts.sandbox)
+    with clock.stage("target"):
+        target = open_target(kind, home.emulator_dir)
+    if target.sandbox:
+        progress(SANDBOX_NOTICE.format(endpoint=target.endpoint, catalog=home.catalog_path("sandbox")))
+    else:
+        progress(f"AWS: account {target.account}; results go to {home.catalog_path('aws')}")
+    if opts.regions:
+        check_regions(opts.regions)
+    packer = find_packer()
+    with clock.stage("resolve"):
+        checkout = _checkout(home, opts, target, progress)
+    with clock.stage("derive"):
+        recipe, recipe_path, notes = _recipe(home, opts, checkout, progress)
+        check_regions(recipe.image.regions)
+    build_id = new_build_id()
+    build_dir = home.builds_dir(target.kind) / recipe.name / build_id
+    with clock.stage("render"):
+        var_file = _render(home, packer, target, recipe, build_id, build_dir)
+    progress(f"packer {packer.caps.text}: building {recipe.name} {build_id} in "
+             f"{', '.join(recipe.image.regions)} (log: {build_dir / 'packer.log'})")
+    from imagefactory import packer as packer_mod
+
+    env = target.packer_env()
+    with clock.stage("validate"):
+        packer_mod.init(packer, build_dir, env, progress)
+        packer_mod.validate(packer, build_dir, var_file, env)
+    base = BASES[recipe.image.base]
+    build = Build(id=build_id, created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), status="failed",
+                  target=target.kind, account=target.account, commit=checkout.commit, ref=checkout.ref,
+                  recipe_digest=recipe.digest(), python=recipe.environment.python.version,
+                  python_override=recipe.environment.python.source == "override", packer_version=packer.caps.text,
+                  factory_version=__version__, build_dir=str(build_dir))
+    entry = {"name": recipe.name, "repo": checkout.url, "recipe": _rel(recipe_path, home.root),
+             "recipe_digest": recipe.digest()}
+    cat_path = home.catalog_path(target.kind)
+    try:
+        with clock.stage("build"):
+            outcome = packer_mod.build(packer, build_dir, var_file, env, lambda line: progress(f"  {line}"))
+        if not outcome.ok:
+            detail = outcome.errors[-1] if outcome.errors else "see the log"
+            raise PackerError(f"packer build failed: {detail.splitlines()[0][:300]}", f"full log: {outcome.log_path}")
+        with clock.stage("record"):
+            build = _verified(target, recipe, build, outcome.amis, base.owner)
+            catalog.update(cat_path, lambda c: catalog.record(c, build=build, **entry))
+    except BaseException as exc:
+        _fail(target, recipe, build, entry, cat_path, exc, progress)
+        raise
+    progress(f"baked {recipe.name} build {build_id} ({target.kind}):")
+    for region, ami in sorted(build.amis.items()):
+        progress(f"  {region:<16} {ami}")
+    progress(f"catalog: {cat_path} (invoke catalog.show {recipe.name})")
+    return BakeResult(image=recipe.name, build_id=build_id, target=target.kind, status="available",
+                      amis=dict(build.amis), catalog_path=str(cat_path), recipe_path=str(recipe_path),
+                      build_dir=str(build_dir), notes=tuple(notes), timings=clock.timings)
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _checkout(home: Home, opts: BakeOptions, target: Target, progress: Progress) -> Checkout:
+    repos = {name: e.repo for name, e in catalog.load(home.catalog_path(target.kind)).images.items()}
+    checkout = resolve(opts.repo, ref=opts.ref, cache_dir=home.cache_dir, catalog_repos=repos, progress=progress)
+    if not checkout.is_git and checkout.path.is_relative_to(home.root):
+        # a folder inside the factory repo (like examples/): record it relative, so the catalog is portable
+        checkout = replace(checkout, url=checkout.path.relative_to(home.root).as_posix())
+    if opts.name:
+        from imagefactory.recipe.model import NAME_RE
+
+        if not NAME_RE.fullmatch(opts.name):
+            raise RecipeError(f"--name {opts.name!r} is not a valid image name",
+                              "use lowercase letters, digits and dashes")
+        checkout = replace(checkout, name=opts.name)
+    return checkout
+
+
+def _recipe(home: Home, opts: BakeOptions, checkout: Checkout,
+            progress: Progress) -> tuple[Recipe, Path, list[str]]:
+    """The recipe for this bake: the user's recipes/NAME.yaml if it exists, else a derived one (written)."""
+    path = home.recipe_path(checkout.name)
+    source = Source(repo=checkout.url, ref=checkout.ref, commit=checkout.commit)
+    notes: list[str] = []
+    if path.exists():
+        recipe = load_recipe(path)
+        if recipe.source.repo != checkout.url:
+            raise RecipeError(f"{path}: field 'source.repo' is {recipe.source.repo!r}, not {checkout.url!r}",
+                              "pass --name to bake this repo under another image name")
+        progress(f"recipe: using {path} (yours to edit; 'invoke recipe --repo ... --force' re-derives it)")
+        recipe = recipe.with_source(source)
+    else:
+        derivation = derive(RepoTree.scan(checkout.path), name=checkout.name, source=source,
+                            regions=opts.regions)
+        recipe = derivation.recipe
+        write_recipe(path, recipe)
+        notes.extend(derivation.notes)
+        progress(f"recipe: derived and wrote {path}")
+        for line in derivation.report().splitlines():
+            progress(f"  {line}")
+    if opts.regions:
+        recipe = recipe.with_regions(opts.regions)
+    if opts.python:
+        recipe = recipe.with_python(PythonSpec(opts.python, "override", "--python given on the command line"))
+        Recipe.from_dict(recipe.to_dict(), "--python")
+    return recipe, path, notes
+
+
+def _render(home: Home, packer: Packer, target: Target, recipe: Recipe, build_id: str, build_dir: Path) -> Path:
+    provision = not target.sandbox
+    features = Features(caps=packer.caps, target=target.kind, provision=provision)
+    files = template_files(features, home.packer_dir / "templates")
+    values = packer_vars(recipe, build_id=build_id, target=target.kind, factory_version=__version__,
+                         endpoint=target.endpoint)
+    return write_build_dir(build_dir, files, values)
+
+
+def _verified(target: Target, recipe: Recipe, build: Build, amis: dict[str, str], owner: str) -> Build:
+    """Check every AMI exists and carries this build's id; find the base image in every region."""
+    if set(amis) != set(recipe.image.regions):
+        raise PackerError(f"Packer reported AMIs in {sorted(amis)}, expected {list(recipe.image.regions)}",
+                          f"see {build.build_dir}/packer.log")
+    source_region = recipe.image.regions[0]
+    base_name = None
+    for region, ami in amis.items():
+        tags = images.tags_of(images.describe(target, region, ami))
+        if tags.get("imagefactory:build-id") != build.id:
+            raise PackerError(f"AMI {ami} in {region} is not tagged with build {build.id}", "see the Packer log")
+        if region == source_region:
+            base_name = tags.get("imagefactory:base-ami-name")
+    base = images.base_by_name(target, recipe.image.regions, base_name, owner) if base_name else {}
+    return replace(build, status="available", amis=dict(amis), base_ami=base, base_ami_name=base_name)
+
+
+def _fail(target: Target, recipe: Recipe, build: Build, entry: dict[str, str], cat_path: Path,
+          exc: BaseException, progress: Progress) -> None:
+    """Remove what the build left in the cloud and record it as failed/interrupted."""
+    interrupted = isinstance(exc, (BakeInterrupted, KeyboardInterrupt))
+    message = exc.message if isinstance(exc, FactoryError) else f"{type(exc).__name__}: {exc}"
+    try:
+        images.sweep_build(target, recipe.image.regions, build.id, progress)
+    except Exception as sweep_exc:  # report, but never hide the original failure
+        progress(f"cleanup: could not check for leftovers of {build.id}: {sweep_exc}")
+    failed = replace(build, status="interrupted" if interrupted else "failed", error=message[:500])
+    catalog.update(cat_path, lambda c: catalog.record(c, build=failed, **entry))
+    progress(f"recorded {failed.status} build {build.id} in {cat_path}")

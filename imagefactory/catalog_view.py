@@ -1,0 +1,60 @@
+"""Views of the catalogs for people and scripts: one row per image and target, or one image in full.
+
+Real builds come from catalog.yaml, sandbox builds from .sandbox/catalog.yaml; every row says which.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imagefactory import catalog
+from imagefactory.errors import CatalogError
+from imagefactory.home import Home
+
+TARGETS = ("aws", "sandbox")
+
+
+def rows(home: Home) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for target in TARGETS:
+        for name, entry in sorted(catalog.load(home.catalog_path(target)).images.items()):
+            latest = entry.latest_build()
+            out.append({
+                "image": name,
+                "target": target,
+                "repo": entry.repo,
+                "latest": entry.latest,
+                "created": latest.created if latest else None,
+                "amis": dict(latest.amis) if latest else {},
+                "builds": len(entry.builds),
+                "failed": sum(1 for b in entry.builds if b.status != "available"),
+                "catalog": str(home.catalog_path(target)),
+            })
+    return out
+
+
+def table(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "the catalog is empty: bake an image with 'invoke bake --repo PATH-OR-URL'"
+    header = ("IMAGE", "TARGET", "LATEST BUILD", "CREATED", "BUILDS", "AMIS")
+    lines = [header]
+    for r in items:
+        amis = " ".join(f"{k}:{v}" for k, v in sorted(r["amis"].items())) or "-"
+        lines.append((r["image"], r["target"], r["latest"] or "-", r["created"] or "-",
+                      f"{r['builds']} ({r['failed']} failed)", amis))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+                     for row in lines)
+
+
+def show(home: Home, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for target in TARGETS:
+        cat = catalog.load(home.catalog_path(target))
+        if name in cat.images:
+            found[target] = cat.to_dict()["images"][name] | {"catalog": str(home.catalog_path(target))}
+    if not found:
+        known = sorted({r["image"] for r in rows(home)})
+        raise CatalogError(f"no image named {name!r} in the catalog",
+                           f"known images: {', '.join(known) or 'none yet'}")
+    return {"image": name, **found}

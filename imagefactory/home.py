@@ -1,0 +1,75 @@
+"""Where things live: the factory home (the user's GitOps repo) and the per-machine state beside it.
+
+    <home>/catalog.yaml          real (AWS) builds, committed
+    <home>/recipes/NAME.yaml     recipes, committed, the user's to edit
+    <home>/.builds/              rendered templates and Packer logs of AWS builds (git-ignored)
+    <home>/.sandbox/             everything of the local sandbox (git-ignored), kept apart from real
+                                 results: the emulator's state, its own catalog.yaml, its build dirs
+    <home>/.cache/               repository clones and package-index answers
+
+The home is $IMAGEFACTORY_HOME, else the nearest folder upwards from the cwd holding catalog.yaml,
+else the cwd.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @property
+    def recipes_dir(self) -> Path:
+        return self.root / "recipes"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.root / ".sandbox"
+
+    @property
+    def emulator_dir(self) -> Path:
+        return self.sandbox_dir / "emulator"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / ".cache"
+
+    @property
+    def packer_dir(self) -> Path:
+        """The factory's own packer/ folder (templates, scripts, files); a home may carry its own copy."""
+        own = self.root / "packer" / "templates"
+        return own.parent if own.is_dir() else SOURCE_ROOT / "packer"
+
+    def catalog_path(self, target: str) -> Path:
+        return self.sandbox_dir / "catalog.yaml" if target == "sandbox" else self.root / "catalog.yaml"
+
+    def builds_dir(self, target: str) -> Path:
+        return self.sandbox_dir / "builds" if target == "sandbox" else self.root / ".builds"
+
+    def recipe_path(self, name: str) -> Path:
+        return self.recipes_dir / f"{name}.yaml"
+
+
+def find_home(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Home:
+    env = os.environ if env is None else env
+    if env.get("IMAGEFACTORY_HOME"):
+        return Home(Path(env["IMAGEFACTORY_HOME"]).resolve())
+    start = (cwd or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "catalog.yaml").is_file():
+            return Home(folder)
+    return Home(start)
+
+
+def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Machine-wide cache for large shared things (the sandbox base rootfs)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(env.get("IMAGEFACTORY_CACHE", str(Path(base) / "imagefactory")))

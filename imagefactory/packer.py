@@ -1,0 +1,230 @@
+"""Packer: find it, know what its version can do, validate, build with streamed progress, read artifacts.
+
+AMI IDs come from the manifest post-processor (filtered on `last_run_uuid`), cross-checked with the
+`-machine-readable` artifact lines, never from Packer's human output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagefactory.errors import BakeInterrupted, PackerError
+from imagefactory.proc import run
+
+INSTALL_HINT = ("install Packer: 'sudo apt-get install packer' on Debian/Ubuntu, or see "
+                "https://developer.hashicorp.com/packer/install; or set IMAGEFACTORY_PACKER to its path")
+QUIET_PREFIXES = ("Adding tag:",)  # per-tag chatter; still in packer.log
+VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a Packer version supports, as flags the templates are gated on."""
+
+    version: tuple[int, int, int]
+
+    @property
+    def text(self) -> str:
+        return ".".join(map(str, self.version))
+
+    @property
+    def plugins(self) -> bool:
+        """`packer { required_plugins }` and `packer init` (1.7+; from 1.10 the amazon plugin must be declared)."""
+        return self.version >= (1, 7, 0)
+
+    @property
+    def metadata_options(self) -> bool:
+        """IMDSv2 `metadata_options` on the build instance (amazon plugin, Packer 1.7+)."""
+        return self.version >= (1, 7, 0)
+
+    @property
+    def deprecate_at(self) -> bool:
+        return self.version >= (1, 8, 0)
+
+    def flags(self) -> dict[str, bool]:
+        return {"plugins": self.plugins, "metadata_options": self.metadata_options,
+                "deprecate_at": self.deprecate_at}
+
+
+@dataclass(frozen=True)
+class Packer:
+    path: str
+    caps: Capabilities
+
+
+@dataclass(frozen=True)
+class Event:
+    """One parsed machine-readable line: `timestamp,target,type,data...`."""
+
+    target: str
+    kind: str
+    data: tuple[str, ...]
+
+
+@dataclass
+class BuildOutcome:
+    ok: bool
+    amis: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    run_uuid: str | None = None
+
+
+def find_packer(env: Mapping[str, str] | None = None) -> Packer:
+    env = os.environ if env is None else env
+    path = env.get("IMAGEFACTORY_PACKER") or shutil.which("packer", path=env.get("PATH", os.defpath))
+    if not path:
+        raise PackerError("Packer was not found on PATH", INSTALL_HINT)
+    out = run([path, "version"], timeout=30, check=False)
+    match = VERSION_RE.search(out.stdout)
+    if out.returncode != 0 or not match:
+        raise PackerError(f"'{path} version' did not print a version: {out.stdout.strip()[:200]}", INSTALL_HINT)
+    major, minor, patch = (int(g) for g in match.groups())
+    return Packer(path=path, caps=Capabilities((major, minor, patch)))
+
+
+def parse_line(line: str) -> Event | None:
+    parts = line.split(",")
+    if len(parts) < 3 or not parts[0].isdigit():
+        return None
+    data = tuple(p.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "\r") for p in parts[3:])
+    return Event(target=parts[1], kind=parts[2], data=data)
+
+
+def readable(event: Event) -> str | None:
+    """The human line for a progress event, or None for bookkeeping events."""
+    if event.kind == "ui" and len(event.data) >= 2 and event.data[0] in ("say", "message", "error"):
+        text = event.data[1].strip("\n")
+        if event.data[0] == "message" and text.strip().startswith(QUIET_PREFIXES):
+            return None
+        return text or None
+    return None
+
+
+def parse_artifact_id(artifact_id: str) -> dict[str, str]:
+    """`us-east-2:ami-1,us-west-2:ami-2` -> {region: ami}."""
+    amis: dict[str, str] = {}
+    for item in artifact_id.split(","):
+        region, _, ami = item.strip().partition(":")
+        if region and ami.startswith("ami-"):
+            amis[region] = ami
+    return amis
+
+
+def read_manifest(path: Path) -> tuple[str | None, dict[str, str]]:
+    """The last run's uuid and its AMIs from the manifest post-processor's file."""
+    if not path.exists():
+        return None, {}
+    data = json.loads(path.read_text())
+    uuid = data.get("last_run_uuid")
+    amis: dict[str, str] = {}
+    for build in data.get("builds", []):
+        if build.get("packer_run_uuid") == uuid:
+            amis.update(parse_artifact_id(build.get("artifact_id", "")))
+    return uuid, amis
+
+
+def _argv(packer: Packer, command: str, build_dir: Path, var_file: Path, extra: list[str]) -> list[str]:
+    return [packer.path, command, *extra, f"-var-file={var_file.name}", "."]
+
+
+def validate(packer: Packer, build_dir: Path, var_file: Path, env: Mapping[str, str]) -> None:
+    out = run(_argv(packer, "validate", build_dir, var_file, []), cwd=build_dir, env=env, timeout=120, check=False)
+    if out.returncode != 0:
+        raise PackerError(f"packer validate failed in {build_dir}: {(out.stdout + out.stderr).strip()[-800:]}",
+                          "this is a bug in the rendered template; please report it with the build directory")
+
+
+def fmt_check(packer: Packer, build_dir: Path) -> str:
+    """`packer fmt -check`: returns '' when every file is formatted, else the files it would change."""
+    out = run([packer.path, "fmt", "-check", "."], cwd=build_dir, timeout=60, check=False)
+    return "" if out.returncode == 0 else (out.stdout + out.stderr).strip()
+
+
+def init(packer: Packer, build_dir: Path, env: Mapping[str, str], progress: Callable[[str], None]) -> None:
+    if not packer.caps.plugins:
+        return
+    progress("packer init: installing the plugins the template declares")
+    out = run([packer.path, "init", "."], cwd=build_dir, env=env, timeout=600, check=False)
+    if out.returncode != 0:
+        raise PackerError(f"packer init failed: {(out.stdout + out.stderr).strip()[-800:]}",
+                          "check network access to the plugin source (github.com)")
+
+
+def build(packer: Packer, build_dir: Path, var_file: Path, env: Mapping[str, str],
+          progress: Callable[[str], None]) -> BuildOutcome:
+    """Run `packer build -machine-readable`, streaming readable progress and keeping the full log.
+
+    Packer runs in its own session so a terminal Ctrl-C reaches only us; we forward exactly one SIGINT,
+    let Packer clean up its cloud resources, then raise BakeInterrupted.
+    """
+    log_path = build_dir / "packer.log"
+    argv = _argv(packer, "build", build_dir, var_file, ["-machine-readable", "-color=false"])
+    env = {**env, "PACKER_LOG": "1", "PACKER_LOG_PATH": str(build_dir / "packer-debug.log"),
+           "CHECKPOINT_DISABLE": "1"}
+    outcome = BuildOutcome(ok=False, log_path=log_path)
+    with log_path.open("w") as log, subprocess.Popen(
+        argv, cwd=build_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            _consume(proc, log, outcome, progress)
+            proc.wait()
+        except KeyboardInterrupt:
+            _interrupt(proc, log, outcome, progress)
+            raise BakeInterrupted("interrupted: Packer cancelled the build and cleaned up",
+                                  f"Packer's log: {log_path}") from None
+    uuid, manifest_amis = read_manifest(build_dir / "manifest.json")
+    outcome.run_uuid = uuid
+    if manifest_amis:
+        outcome.amis = manifest_amis
+    outcome.ok = proc.returncode == 0 and bool(outcome.amis)
+    if proc.returncode == 0 and not outcome.amis:
+        outcome.errors.append("Packer finished but reported no AMI")
+    return outcome
+
+
+def _consume(proc: subprocess.Popen[str], log, outcome: BuildOutcome,  # type: ignore[no-untyped-def]
+             progress: Callable[[str], None]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        log.write(line)
+        log.flush()
+        event = parse_line(line.rstrip("\n"))
+        if event is None:
+            continue
+        if event.kind == "artifact" and len(event.data) >= 3 and event.data[1] == "id":
+            outcome.amis.update(parse_artifact_id(event.data[2]))
+        elif event.kind == "error" and event.data:
+            outcome.errors.append(event.data[0].strip())
+        text = readable(event)
+        if text:
+            for part in text.splitlines():
+                progress(part)
+
+
+def _interrupt(proc: subprocess.Popen[str], log, outcome: BuildOutcome,  # type: ignore[no-untyped-def]
+               progress: Callable[[str], None]) -> None:
+    progress("interrupted: asking Packer to cancel and clean up (this can take a minute)...")
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            _consume(proc, log, outcome, progress)
+            proc.wait(timeout=5)
+        except KeyboardInterrupt:
+            progress("still cleaning up; Packer must delete what it created. Please wait.")
+        except subprocess.TimeoutExpired:
+            continue
+    if proc.poll() is None:
+        proc.kill()

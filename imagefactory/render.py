@@ -1,0 +1,133 @@
+"""Render the Packer templates for one build: template text from Jinja (features gated by Packer version
+and build kind only), every value in a generated `imagefactory.pkrvars.json`.
+
+This is the one place values cross into Packer, and `packer_safe` is the one filter they pass: Packer's
+amazon-ebs builder re-renders ami_name, descriptions and tags as Go templates, so `{{` is refused, as are
+control characters. Quotes, `${`, `%{`, `$(` and backticks are harmless in a JSON var file and pass.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from imagefactory.bases import BASES
+from imagefactory.errors import RenderError
+from imagefactory.packer import Capabilities
+from imagefactory.recipe.model import Recipe
+
+VAR_FILE = "imagefactory.pkrvars.json"
+TEMPLATES = ("versions", "variables", "source", "build")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+TAG_VALUE_MAX = 256
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the template text may contain: gated by Packer's capabilities and the build's kind."""
+
+    caps: Capabilities
+    target: str          # "aws" or "sandbox"
+    provision: bool      # SSH communicator + provisioners (else communicator "none")
+
+
+@dataclass(frozen=True)
+class SshEndpoint:
+    """Sandbox only: where the local rootfs's sshd listens and which emulator key pair reaches it."""
+
+    host: str
+    port: int
+    keypair_name: str
+    private_key_file: str
+
+
+def packer_safe(field: str, value: str) -> str:
+    if "{{" in value:
+        raise RenderError(f"{field} contains '{{{{', which Packer would run as a Go template: {value[:80]!r}",
+                          "remove the '{{' from that value (rename the branch, tag or file)")
+    if CONTROL.search(value):
+        raise RenderError(f"{field} contains a control character (newline, tab, ...): {value[:80]!r}",
+                          "remove it from that value")
+    return value
+
+
+def template_files(features: Features, templates_dir: Path) -> dict[str, str]:
+    """File name -> rendered HCL text. Pure apart from reading the templates."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    context = {"caps": features.caps.flags() | {"version": features.caps.text}, "target": features.target,
+               "provision": features.provision}
+    out: dict[str, str] = {}
+    for name in TEMPLATES:
+        if name == "versions" and not features.caps.plugins:
+            continue
+        out[f"{name}.pkr.hcl"] = env.get_template(f"{name}.pkr.hcl.j2").render(context)
+    return out
+
+
+def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: str) -> dict[str, str]:
+    tags = dict(recipe.tags)
+    tags.update({
+        "Name": f"{recipe.name} {build_id}",
+        "imagefactory:image": recipe.name,
+        "imagefactory:repo": recipe.source.repo,
+        "imagefactory:ref": recipe.source.ref or "",
+        "imagefactory:commit": recipe.source.commit,
+        "imagefactory:recipe-digest": recipe.digest(),
+        "imagefactory:build-id": build_id,
+        "imagefactory:factory-version": factory_version,
+        "imagefactory:target": target,
+        "managed-by": "imagefactory",
+    })
+    for key, value in tags.items():
+        packer_safe(f"tag {key!r}", key)
+        packer_safe(f"tag {key!r}", value)
+        if len(value) > TAG_VALUE_MAX:
+            tags[key] = value[: TAG_VALUE_MAX - 1] + "…"
+    return tags
+
+
+def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: str, endpoint: str | None,
+                ssh: SshEndpoint | None = None, scripts: tuple[list[str], list[str]] = ([], [])) -> dict[str, Any]:
+    """The values of one build, for the generated var file. Pure."""
+    base = BASES[recipe.image.base]
+    tags = image_tags(recipe, build_id=build_id, target=target, factory_version=factory_version)
+    values: dict[str, Any] = {
+        "ami_name": packer_safe("ami name", f"imagefactory/{recipe.name}/{build_id}"),
+        "ami_description": packer_safe("description", f"{recipe.name} from {recipe.source.repo} "
+                                                      f"at {recipe.source.commit[:12]}")[:255],
+        "base_ami_name": base.name_filter,
+        "base_ami_owner": base.owner,
+        "build_id": build_id,
+        "regions": list(recipe.image.regions),
+        "tags": tags,
+        "run_tags": {"Name": f"imagefactory build {build_id}", "managed-by": "imagefactory",
+                     "imagefactory:build-id": build_id},
+        "instance_type": recipe.image.build_instance_type,
+        "volume_size": recipe.image.volume_gb,
+        "ssh_username": recipe.image.login_user,
+        "sandbox": target == "sandbox",
+        "endpoint_ec2": endpoint or "",
+        "provision_scripts": scripts[0],
+        "cleanup_scripts": scripts[1],
+    }
+    if ssh is not None:
+        values.update({"ssh_host": ssh.host, "ssh_port": ssh.port, "ssh_keypair_name": ssh.keypair_name,
+                       "ssh_private_key_file": ssh.private_key_file})
+    return values
+
+
+def write_build_dir(build_dir: Path, files: Mapping[str, str], values: Mapping[str, Any]) -> Path:
+    """Write the rendered templates and the var file; returns the var file's path."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (build_dir / name).write_text(text)
+    var_file = build_dir / VAR_FILE
+    var_file.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    return var_file

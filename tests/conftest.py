@@ -1,0 +1,98 @@
+"""Shared fixtures: real git repos in temp dirs, factory homes, the real CLI as a subprocess.
+
+Nothing here mocks boto3 or Packer: sandbox tests run the real Packer against the real emulator.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from imagefactory.home import Home
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, text=True,
+                         capture_output=True, check=True)
+    return out.stdout.strip()
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+MakeRepo = Callable[..., Path]
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> MakeRepo:
+    """make_repo(files, name="demo", branch="main") -> path of a new git repo with one commit."""
+
+    def make(files: dict[str, str], name: str = "demo", branch: str = "main") -> Path:
+        root = tmp_path / "repos" / name
+        root.mkdir(parents=True)
+        git(root, "init", "-q", "-b", branch)
+        write_files(root, files)
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", "initial")
+        return root
+
+    return make
+
+
+def new_home(root: Path) -> Home:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "catalog.yaml").write_text("catalog_version: 1\nimages: {}\n")
+    return Home(root)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    """A fresh factory home; its sandbox emulator (if a test starts one) is stopped afterwards."""
+    h = new_home(tmp_path / "home")
+    yield h
+    stop_emulator(h)
+
+
+@pytest.fixture(scope="session")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    """One home (and one emulator) shared by the bake tests that need no isolation."""
+    h = new_home(tmp_path_factory.mktemp("shared") / "home")
+    yield h
+    stop_emulator(h)
+
+
+def stop_emulator(h: Home) -> None:
+    from imagefactory.sandbox.emulator import down
+
+    if h.emulator_dir.exists():
+        down(h.emulator_dir)
+
+
+def cli_env(h: Home, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"IMAGEFACTORY_HOME": str(h.root), "HOME": str(h.root), **GIT_ENV, **extra})
+    return env
+
+
+def run_cli(h: Home, *args: str, check: bool = False, timeout: float = 300,
+            **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run the real console script (same collection as `invoke`) in a home, with no AWS credentials."""
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", *args]
+    done = subprocess.run(argv, cwd=h.root, env=cli_env(h, **extra), text=True, capture_output=True,
+                          timeout=timeout, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
