@@ -79,15 +79,15 @@ def new_build_id(now: datetime | None = None) -> str:
 def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     clock = _Clock()
     kind = choose_target(sandbox=opts.sandbox)
-    with clock.stage("target"):
+    with clock.stage("setup"):
         target = open_target(kind, home.emulator_dir)
+        packer = find_packer()
     if target.sandbox:
         progress(SANDBOX_NOTICE.format(endpoint=target.endpoint, catalog=home.catalog_path("sandbox")))
     else:
         progress(f"AWS: account {target.account}; results go to {home.catalog_path('aws')}")
     if opts.regions:
         check_regions(opts.regions)
-    packer = find_packer()
     with clock.stage("resolve"):
         checkout = _checkout(home, opts, target, progress)
     with clock.stage("derive"):

@@ -1,0 +1,197 @@
+"""End to end: the real CLI, the real Packer, the real emulator, git repos made in temp dirs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from conftest import MakeRepo, cli_env, git, run_cli
+from imagefactory import catalog
+from imagefactory.home import Home
+from imagefactory.sandbox.emulator import status
+
+THREE = "us-west-2,us-east-2,eu-west-1"
+REQUIRED_TAGS = ("Name", "imagefactory:image", "imagefactory:repo", "imagefactory:commit",
+                 "imagefactory:recipe-digest", "imagefactory:build-id", "imagefactory:factory-version")
+
+
+def ec2(h: Home, region: str) -> Any:
+    info = status(h.emulator_dir)
+    assert info is not None, "the emulator should be running after a bake"
+    return boto3.client("ec2", region_name=region, endpoint_url=info.endpoint, aws_access_key_id="x",
+                        aws_secret_access_key="x")
+
+
+def builds_of(h: Home, name: str) -> list[catalog.Build]:
+    cat = catalog.load(h.catalog_path("sandbox"))
+    return list(cat.images[name].builds) if name in cat.images else []
+
+
+def test_env_subfolder_repo_bakes_three_tagged_amis(shared_home: Home, make_repo: MakeRepo) -> None:
+    repo = make_repo({"environment/requirements.txt": "six==1.16.0\n", "analysis.py": "print(1)\n"},
+                     name="subfolder-env")
+    done = run_cli(shared_home, "bake", "--repo", repo.as_uri(), "--regions", THREE, "--json", check=True)
+    assert done.stderr.splitlines()[0].startswith("SANDBOX:")
+    result = json.loads(done.stdout)
+    assert sorted(result["amis"]) == sorted(THREE.split(","))
+    commit = git(repo, "rev-parse", "HEAD")
+    for region, ami in result["amis"].items():
+        image = ec2(shared_home, region).describe_images(ImageIds=[ami])["Images"][0]
+        tags = {t["Key"]: t["Value"] for t in image["Tags"]}
+        assert all(k in tags for k in REQUIRED_TAGS)
+        assert tags["managed-by"] == "imagefactory"
+        assert tags["imagefactory:commit"] == commit
+        assert tags["imagefactory:build-id"] == result["build_id"]
+    listing = json.loads(run_cli(shared_home, "catalog", "--json", check=True).stdout)
+    row = next(r for r in listing if r["image"] == "subfolder-env")
+    assert row["builds"] == 1 and row["target"] == "sandbox" and row["amis"] == result["amis"]
+    recipe = (shared_home.recipes_dir / "subfolder-env.yaml").read_text()
+    assert "environment/requirements.txt" in recipe
+    (build,) = builds_of(shared_home, "subfolder-env")
+    assert build.status == "available" and build.commit == commit and build.packer_version
+    assert set(build.base_ami) == set(THREE.split(",")) and build.base_ami_name.startswith("ubuntu/images/")
+    assert "subfolder-env" not in catalog.load(shared_home.catalog_path("aws")).images
+
+
+def test_repo_without_env_files_bakes_a_default_recipe_and_says_so(shared_home: Home, make_repo: MakeRepo) -> None:
+    repo = make_repo({"README.md": "nothing to install\n"}, name="bare-repo")
+    done = run_cli(shared_home, "bake", "--repo", repo.as_uri(), check=True)
+    assert "default" in done.stderr.lower()
+    assert builds_of(shared_home, "bare-repo")[0].status == "available"
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"requirements.txt": "six\nnot a valid $(requirement)\n"}, "requirements.txt:2"),
+    ({"environment.yml": "name: x\ndependencies: [python=3.8\n"}, "environment.yml:"),
+])
+def test_malformed_env_file_is_one_line_naming_file_and_line(home: Home, make_repo: MakeRepo,
+                                                             files: dict[str, str], expected: str) -> None:
+    repo = make_repo(files, name="broken-env")
+    done = run_cli(home, "bake", "--repo", repo.as_uri())
+    assert done.returncode == 1
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("error:") and expected in error
+    assert not builds_of(home, "broken-env")
+
+
+def test_unknown_region_and_missing_repo_fail_before_anything_is_built(home: Home, make_repo: MakeRepo) -> None:
+    repo = make_repo({"requirements.txt": "six\n"}, name="regions")
+    done = run_cli(home, "bake", "--repo", repo.as_uri(), "--regions", "us-west-2,mars-north-1")
+    assert done.returncode == 1 and "unknown region 'mars-north-1'" in done.stderr
+    done = run_cli(home, "bake", "--repo", "file:///does/not/exist.git")
+    assert done.returncode == 1 and "cannot fetch" in done.stderr
+    assert not catalog.load(home.catalog_path("sandbox")).images
+
+
+def test_values_with_shell_and_hcl_syntax_cannot_inject(shared_home: Home, make_repo: MakeRepo,
+                                                         tmp_path: Path) -> None:
+    repo = make_repo({"requirements.txt": "six\n"}, name="inject")
+    branch = "x'\"${a}%{b}$(touch${IFS}pwned)`touch${IFS}pwned2`;"
+    git(repo, "branch", branch)
+    done = run_cli(shared_home, "bake", "--repo", repo.as_uri(), "--ref", branch, "--json", check=True)
+    result = json.loads(done.stdout)
+    image = ec2(shared_home, "us-west-2").describe_images(ImageIds=[result["amis"]["us-west-2"]])["Images"][0]
+    assert {t["Key"]: t["Value"] for t in image["Tags"]}["imagefactory:ref"] == branch
+    assert not list(shared_home.root.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))
+
+
+def test_go_template_braces_are_refused_before_packer(shared_home: Home, make_repo: MakeRepo) -> None:
+    repo = make_repo({"requirements.txt": "six\n"}, name="braces")
+    git(repo, "branch", "feature-{{.Env}}")
+    done = run_cli(shared_home, "bake", "--repo", repo.as_uri(), "--ref", "feature-{{.Env}}")
+    assert done.returncode == 1 and "Go template" in done.stderr
+
+
+def test_packer_failure_records_a_failed_build_and_shows_the_log(home: Home, make_repo: MakeRepo) -> None:
+    repo = make_repo({"requirements.txt": "six\n"}, name="doomed")
+    run_cli(home, "sandbox.up", check=True)
+    for region in ("us-west-2", "us-east-2"):  # no base image -> Packer's source_ami_filter fails for real
+        client = ec2(home, region)
+        for image in client.describe_images(Owners=["099720109477"])["Images"]:
+            client.deregister_image(ImageId=image["ImageId"])
+    done = run_cli(home, "bake", "--repo", repo.as_uri())
+    assert done.returncode == 1
+    assert "packer build failed" in done.stderr and "packer.log" in done.stderr
+    (build,) = builds_of(home, "doomed")
+    assert build.status == "failed" and build.error and not build.amis
+    assert catalog.load(home.catalog_path("sandbox")).images["doomed"].latest is None
+
+
+def test_ctrl_c_cancels_packer_cleans_up_and_records_interrupted(home: Home, make_repo: MakeRepo) -> None:
+    repo = make_repo({"requirements.txt": "six\n"}, name="cancelled")
+    run_cli(home, "sandbox.up", check=True)
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", "bake", "--repo",
+            repo.as_uri()]
+    env = cli_env(home, AWS_POLL_DELAY_SECONDS="2")  # slow Packer's waits so the interrupt lands mid-build
+    proc = subprocess.Popen(argv, cwd=home.root, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "Launching a source AWS instance" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, "".join(seen) + err
+    (build,) = builds_of(home, "cancelled")
+    assert build.status == "interrupted" and not build.amis
+    client = ec2(home, "us-west-2")
+    leftovers = client.describe_images(Owners=["self"], Filters=[
+        {"Name": "tag:imagefactory:build-id", "Values": [build.id]}])["Images"]
+    assert leftovers == []
+    reservations = client.describe_instances(Filters=[
+        {"Name": "tag:imagefactory:build-id", "Values": [build.id]}])["Reservations"]
+    states = {i["State"]["Name"] for r in reservations for i in r["Instances"]}
+    assert states <= {"terminated", "shutting-down"}
+
+
+def test_concurrent_bakes_of_different_images_all_land(shared_home: Home, make_repo: MakeRepo) -> None:
+    repos = [make_repo({"requirements.txt": "six\n"}, name=f"parallel-{i}") for i in range(3)]
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", "bake", "--repo"]
+    procs = [subprocess.Popen([*argv, r.as_uri()], cwd=shared_home.root, env=cli_env(shared_home),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in repos]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    cat = catalog.load(shared_home.catalog_path("sandbox"))
+    for i in range(3):
+        assert cat.images[f"parallel-{i}"].latest_build().status == "available"
+
+
+def test_emulator_restart_keeps_every_catalogued_ami(home: Home, make_repo: MakeRepo) -> None:
+    repo = make_repo({"requirements.txt": "six\n"}, name="survivor")
+    result = json.loads(run_cli(home, "bake", "--repo", repo.as_uri(), "--json", check=True).stdout)
+    run_cli(home, "sandbox.down", check=True)
+    assert "not running" in run_cli(home, "sandbox.status", check=True).stdout
+    run_cli(home, "sandbox.up", check=True)
+    for region, ami in result["amis"].items():
+        image = ec2(home, region).describe_images(ImageIds=[ami])["Images"][0]
+        assert {t["Key"]: t["Value"] for t in image["Tags"]}["imagefactory:build-id"] == result["build_id"]
+
+
+def test_bundled_example_bakes_and_catalog_show_prints_it(shared_home: Home) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "hello-binder"
+    run_cli(shared_home, "bake", "--repo", str(example), check=True)
+    shown = run_cli(shared_home, "catalog.show", "hello-binder", check=True).stdout
+    assert "dir-sha256:" in shown and "available" in shown
+    missing = run_cli(shared_home, "catalog.show", "nope")
+    assert missing.returncode == 1 and "hello-binder" in missing.stderr
+
+
+def test_invoke_list_shows_every_task_with_help() -> None:
+    root = Path(__file__).resolve().parent.parent
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=root, capture_output=True, text=True,
+                         check=True).stdout
+    assert time.perf_counter() - started < 10
+    for name in ("bake", "catalog.list", "catalog.show", "sandbox.up", "sandbox.status", "sandbox.down"):
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(name))
+        assert len(line.split()) > 1, f"{name} has no help"
