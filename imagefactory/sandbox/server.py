@@ -1,0 +1,269 @@
+"""The sandbox EC2 emulator process: moto's server app, seeded, persisted, on 127.0.0.1.
+
+    python -m imagefactory.sandbox.server --port N --state-dir D      (N = 0: any free port)
+
+Started detached by `emulator.ensure_up`. At start it seeds Canonical's Ubuntu images into every region,
+restores `D/state.json`, binds 127.0.0.1, serves moto's `DomainDispatcherApplication` threaded (several
+Packer builds at once) and then writes `D/server.json` (pid, port) — so that file appearing means "ready".
+A WSGI middleware saves the state after every successful mutating EC2/SSM request (atomic write). SIGTERM
+or SIGINT: stop serving, save a last time, remove `server.json`, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from imagefactory.sandbox.emulator import (
+    HEALTH_PATH,
+    SANDBOX_ACCOUNT_ID,
+    SERVER_FILE,
+    SERVER_MARKER,
+    STATE_FILE,
+)
+
+log = logging.getLogger("imagefactory.sandbox.server")
+
+# Requests after which the persisted state may differ (EC2 query `Action=`, or SSM `X-Amz-Target`).
+MUTATING_ACTIONS = frozenset(
+    {
+        "CreateImage", "CopyImage", "RegisterImage", "DeregisterImage", "CreateTags", "DeleteTags",
+        "ModifyImageAttribute", "ResetImageAttribute", "ImportKeyPair", "CreateKeyPair", "DeleteKeyPair",
+        "ModifySnapshotAttribute", "ResetSnapshotAttribute", "DeleteSnapshot",
+        "PutParameter", "DeleteParameter", "DeleteParameters", "LabelParameterVersion",
+        "UnlabelParameterVersion", "AddTagsToResource", "RemoveTagsFromResource",
+    }
+)  # fmt: skip
+_FORM = "application/x-www-form-urlencoded"
+RESET_PATH = "/moto-api/reset"
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` so that readers see the old file or the new one, never a torn one (0600)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StateStore:
+    """`state.json`: loaded once at start, written whenever what users made has changed."""
+
+    def __init__(self, path: Path, seeded: dict[str, set[str]]) -> None:
+        self.path = path
+        self.seeded = seeded
+        self.lock = threading.Lock()  # held across a mutating request and the save that follows it
+        self._last = ""
+
+    def load(self) -> None:
+        from imagefactory.sandbox import seed
+
+        if not self.path.exists():
+            return
+        text = self.path.read_text(encoding="utf-8")
+        seed.restore_state(SANDBOX_ACCOUNT_ID, json.loads(text))
+        self._last = self._render()
+        log.info("restored sandbox state from %s", self.path)
+
+    def reseed(self) -> None:
+        from imagefactory.sandbox import seed
+
+        self.seeded = seed.seed_canonical(SANDBOX_ACCOUNT_ID)
+
+    def _render(self) -> str:
+        from imagefactory.sandbox import seed
+
+        return json.dumps(seed.dump_state(SANDBOX_ACCOUNT_ID, self.seeded), indent=1, sort_keys=True)
+
+    def save(self) -> None:
+        text = self._render()
+        if text != self._last:
+            atomic_write(self.path, text)
+            self._last = text
+
+
+def request_action(environ: dict[str, Any]) -> str:
+    """The API action of a request (`CreateImage`, `PutParameter`, …), or "" when it names none.
+
+    Reads a form body and puts it back as `wsgi.input` so that moto still sees it.
+    """
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target.rpartition(".")[2]
+    fields = parse_qs(environ.get("QUERY_STRING", ""))
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    if length and environ.get("CONTENT_TYPE", "").startswith(_FORM):
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        fields = {**fields, **parse_qs(body.decode("utf-8", "replace"))}
+    return fields.get("Action", [""])[0]
+
+
+class SandboxApp:
+    """WSGI middleware around moto: a health endpoint, and a state save after mutating requests."""
+
+    def __init__(self, app: WsgiApp, store: StateStore) -> None:
+        self.app = app
+        self.store = store
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO")
+        if path == HEALTH_PATH:
+            return self._health(start_response)
+        if path == RESET_PATH:  # moto forgets everything, seeded images too: seed them again
+            with self.store.lock:
+                return self._mutate(environ, start_response, reseed=True)
+        if request_action(environ) not in MUTATING_ACTIONS:
+            return self.app(environ, start_response)
+        with self.store.lock:
+            return self._mutate(environ, start_response)
+
+    def _health(self, start_response: StartResponse) -> list[bytes]:
+        body = json.dumps({"service": SERVER_MARKER, "pid": os.getpid()}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _mutate(self, environ: dict[str, Any], start_response: StartResponse, *, reseed: bool = False) -> list[bytes]:
+        """Run a request that may change the state; once it succeeded, save (after reseeding if asked)."""
+        statuses: list[str] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            statuses.append(status)
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, capture)
+        try:
+            chunks = list(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close:
+                close()
+        if statuses and statuses[-1].startswith("2"):
+            try:
+                if reseed:
+                    self.store.reseed()
+                self.store.save()
+            except Exception:  # a failed save must not fail the request; the log says why
+                log.exception("could not save sandbox state to %s", self.store.path)
+        return chunks
+
+
+def _configure_moto() -> None:
+    """Before moto builds any backend: only our seeded images, and the sandbox account."""
+    os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
+    os.environ.pop("MOTO_AMIS_PATH", None)
+    os.environ["MOTO_ACCOUNT_ID"] = SANDBOX_ACCOUNT_ID
+
+
+def build_app(state_dir: Path) -> tuple[SandboxApp, StateStore]:
+    """Seed, restore, and wrap moto's dispatcher; the returned store is already loaded."""
+    _configure_moto()
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    started = time.monotonic()
+    store = StateStore(state_dir / STATE_FILE, {})
+    store.reseed()
+    log.info("seeded %d Ubuntu images in %d regions in %.2f s", sum(map(len, store.seeded.values())),
+             len(store.seeded), time.monotonic() - started)  # fmt: skip
+    store.load()
+    return SandboxApp(DomainDispatcherApplication(create_backend_app), store), store
+
+
+def _write_server_file(state_dir: Path, port: int) -> None:
+    info = {
+        "pid": os.getpid(),
+        "port": port,
+        "endpoint": f"http://127.0.0.1:{port}",
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    atomic_write(state_dir / SERVER_FILE, json.dumps(info, indent=1) + "\n")
+
+
+def _remove_server_file(state_dir: Path) -> None:
+    path = state_dir / SERVER_FILE
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def serve(port: int, state_dir: Path) -> None:
+    """Run until SIGTERM/SIGINT; the last state save happens after serving has stopped."""
+    from werkzeug.serving import make_server
+
+    started = time.monotonic()
+    app, store = build_app(state_dir)
+    httpd = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.1,), name="serve", daemon=True)
+    thread.start()
+    _write_server_file(state_dir, httpd.server_port)
+    log.info("serving on http://127.0.0.1:%d (pid %d), ready in %.2f s", httpd.server_port, os.getpid(),
+             time.monotonic() - started)  # fmt: skip
+    try:
+        _wait_for_signal()
+        log.info("stopping")
+        httpd.shutdown()
+        thread.join(timeout=5)
+        with store.lock:
+            store.save()
+    finally:
+        _remove_server_file(state_dir)
+    log.info("stopped; state saved to %s", store.path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m imagefactory.sandbox.server", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--state-dir", type=Path, required=True, help="holds server.json and state.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        serve(args.port, args.state_dir)
+    except (OSError, ValueError, KeyError) as exc:  # bad state.json, port in use, …: say so in the log
+        log.exception("sandbox emulator failed: %s", exc)
+        return 1
+    return 0
+
+
+def _exit(code: int) -> None:
+    """Exit without tearing down moto's many module globals (0.3 s): the state is saved, logs flushed."""
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    _exit(main())
