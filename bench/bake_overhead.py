@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-STAGES = ("resolve", "derive", "render", "validate", "build", "record")
+STAGES = ("resolve", "derive", "packages", "render", "validate", "build", "record")
 
 
 def make_repo(root: Path) -> Path:
@@ -68,7 +68,8 @@ def main() -> None:
 
             down(home_root / ".sandbox" / "emulator")
     first, warm = runs[0], runs[1:]
-    print(f"sandbox bake, {len(warm)} warm runs (setup = emulator + Packer version; the first run started the emulator: {first['setup']:.2f} s)")
+    print(f"sandbox bake, {len(warm)} warm runs (setup = emulator + Packer version; "
+          f"the first run started the emulator: {first['setup']:.2f} s)")
     print(f"{'stage':<10} {'median s':>9} {'max s':>7}")
     for stage in ("setup", *STAGES):
         values = [r[stage] for r in warm]

@@ -21,12 +21,14 @@ from imagefactory.bases import BASES
 from imagefactory.catalog import Build
 from imagefactory.cloud import images
 from imagefactory.cloud.target import SANDBOX_NOTICE, Target, check_regions, choose_target, open_target
-from imagefactory.errors import BakeInterrupted, FactoryError, PackerError, RecipeError
+from imagefactory.errors import BakeInterrupted, FactoryError, PackerError, RecipeError, ResolveError
 from imagefactory.home import Home
 from imagefactory.packer import Packer, find_packer
 from imagefactory.recipe import PythonSpec, Recipe, RepoTree, Source, derive, load_recipe, write_recipe
+from imagefactory.recipe_commands import resolve_check
 from imagefactory.render import Features, packer_vars, template_files, write_build_dir
-from imagefactory.repo import Checkout, resolve
+from imagefactory.repo import Checkout
+from imagefactory.sourcing import checkout, package_index
 
 Progress = Callable[[str], None]
 
@@ -39,6 +41,7 @@ class BakeOptions:
     regions: tuple[str, ...] | None = None
     sandbox: bool = False
     python: str | None = None
+    resolve: bool = True
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,13 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     if opts.regions:
         check_regions(opts.regions)
     with clock.stage("resolve"):
-        checkout = _checkout(home, opts, target, progress)
+        found = checkout(home, opts.repo, ref=opts.ref, name=opts.name, progress=progress)
     with clock.stage("derive"):
-        recipe, recipe_path, notes = _recipe(home, opts, checkout, progress)
+        recipe, recipe_path, notes = _recipe(home, opts, found, progress)
         check_regions(recipe.image.regions)
+    if opts.resolve:
+        with clock.stage("packages"):
+            _check_packages(home, recipe, found, progress)
     build_id = new_build_id()
     build_dir = home.builds_dir(target.kind) / recipe.name / build_id
     with clock.stage("render"):
@@ -107,11 +113,11 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
         packer_mod.validate(packer, build_dir, var_file, env)
     base = BASES[recipe.image.base]
     build = Build(id=build_id, created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), status="failed",
-                  target=target.kind, account=target.account, commit=checkout.commit, ref=checkout.ref,
+                  target=target.kind, account=target.account, commit=found.commit, ref=found.ref,
                   recipe_digest=recipe.digest(), python=recipe.environment.python.version,
                   python_override=recipe.environment.python.source == "override", packer_version=packer.caps.text,
                   factory_version=__version__, build_dir=str(build_dir))
-    entry = {"name": recipe.name, "repo": checkout.url, "recipe": _rel(recipe_path, home.root),
+    entry = {"name": recipe.name, "repo": found.url, "recipe": _rel(recipe_path, home.root),
              "recipe_digest": recipe.digest()}
     cat_path = home.catalog_path(target.kind)
     try:
@@ -142,38 +148,22 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _checkout(home: Home, opts: BakeOptions, target: Target, progress: Progress) -> Checkout:
-    repos = {name: e.repo for name, e in catalog.load(home.catalog_path(target.kind)).images.items()}
-    checkout = resolve(opts.repo, ref=opts.ref, cache_dir=home.cache_dir, catalog_repos=repos, progress=progress)
-    if not checkout.is_git and checkout.path.is_relative_to(home.root):
-        # a folder inside the factory repo (like examples/): record it relative, so the catalog is portable
-        checkout = replace(checkout, url=checkout.path.relative_to(home.root).as_posix())
-    if opts.name:
-        from imagefactory.recipe.model import NAME_RE
-
-        if not NAME_RE.fullmatch(opts.name):
-            raise RecipeError(f"--name {opts.name!r} is not a valid image name",
-                              "use lowercase letters, digits and dashes")
-        checkout = replace(checkout, name=opts.name)
-    return checkout
-
-
-def _recipe(home: Home, opts: BakeOptions, checkout: Checkout,
+def _recipe(home: Home, opts: BakeOptions, found: Checkout,
             progress: Progress) -> tuple[Recipe, Path, list[str]]:
     """The recipe for this bake: the user's recipes/NAME.yaml if it exists, else a derived one (written)."""
-    path = home.recipe_path(checkout.name)
-    source = Source(repo=checkout.url, ref=checkout.ref, commit=checkout.commit)
+    path = home.recipe_path(found.name)
+    source = Source(repo=found.url, ref=found.ref, commit=found.commit)
     notes: list[str] = []
     if path.exists():
         recipe = load_recipe(path)
-        if recipe.source.repo != checkout.url:
-            raise RecipeError(f"{path}: field 'source.repo' is {recipe.source.repo!r}, not {checkout.url!r}",
+        if recipe.source.repo != found.url:
+            raise RecipeError(f"{path}: field 'source.repo' is {recipe.source.repo!r}, not {found.url!r}",
                               "pass --name to bake this repo under another image name")
         progress(f"recipe: using {path} (yours to edit; 'invoke recipe --repo ... --force' re-derives it)")
         recipe = recipe.with_source(source)
     else:
-        derivation = derive(RepoTree.scan(checkout.path), name=checkout.name, source=source,
-                            regions=opts.regions)
+        derivation = derive(RepoTree.scan(found.path), name=found.name, source=source,
+                            regions=opts.regions, index=package_index(home))
         recipe = derivation.recipe
         write_recipe(path, recipe)
         notes.extend(derivation.notes)
@@ -186,6 +176,17 @@ def _recipe(home: Home, opts: BakeOptions, checkout: Checkout,
         recipe = recipe.with_python(PythonSpec(opts.python, "override", "--python given on the command line"))
         Recipe.from_dict(recipe.to_dict(), "--python")
     return recipe, path, notes
+
+
+def _check_packages(home: Home, recipe: Recipe, found: Checkout, progress: Progress) -> None:
+    """Resolve the pip part for the recipe's Python before anything is spent; stop on a conflict."""
+    outcome = resolve_check(home, recipe, found.path)
+    if not outcome.ok:
+        raise ResolveError(f"{home.recipe_path(recipe.name)}: packages do not resolve for Python "
+                           f"{recipe.environment.python.version}: {outcome.message}",
+                           "fix the pins or the Python version in the recipe, or bake with --no-resolve")
+    progress(f"packages: {outcome.message}" if not outcome.pins else
+             f"packages: {len(outcome.pins)} resolve for Python {recipe.environment.python.version} on linux x86_64")
 
 
 def _render(home: Home, packer: Packer, target: Target, recipe: Recipe, build_id: str, build_dir: Path) -> Path:

@@ -63,19 +63,57 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
     "regions": "Comma-separated AWS regions, the first is where it builds (default: the recipe's)",
     "sandbox": "Use the local EC2 emulator even if AWS credentials are configured",
     "python": "Override the recipe's Python version for this bake (e.g. 3.11), recorded in the catalog",
+    "resolve": "Resolve the recipe's pip packages with uv before building (default on; --no-resolve skips)",
     "json": "Print the result as JSON on stdout",
 })
 @boundary
 def bake(c: Any, repo: str, ref: str | None = None, name: str | None = None, regions: str | None = None,
-         sandbox: bool = False, python: str | None = None, json: bool = False) -> None:
+         sandbox: bool = False, python: str | None = None, resolve: bool = True, json: bool = False) -> None:
     """Bake a repo into AMIs: repo -> recipe -> Packer -> one AMI per region -> catalog."""
     from imagefactory.bake import BakeOptions
     from imagefactory.bake import bake as run_bake
 
-    opts = BakeOptions(repo=repo, ref=ref, name=name, regions=_csv(regions), sandbox=sandbox, python=python)
+    opts = BakeOptions(repo=repo, ref=ref, name=name, regions=_csv(regions), sandbox=sandbox, python=python,
+                       resolve=resolve)
     result = run_bake(_home(), opts, say)
     emit(result.to_dict(), json, f"{result.image} {result.build_id}: " +
          ", ".join(f"{r}={a}" for r, a in sorted(result.amis.items())))
+
+
+# ---- recipe ---------------------------------------------------------------------------------------
+
+@task(name="derive", default=True, help={
+    "repo": "Repository: a local folder, a git URL, owner/name on GitHub, or a catalog image",
+    "ref": "Branch, tag or commit (default: the default branch)",
+    "name": "Image/recipe name (default: from the repo's name)",
+    "force": "Overwrite an existing recipe even if you edited it (default: show a diff, keep yours)",
+    "json": "Print the derivation (recipe, used, ignored, Python and reason) as JSON",
+})
+@boundary
+def recipe_derive(c: Any, repo: str, ref: str | None = None, name: str | None = None, force: bool = False,
+                  json: bool = False) -> None:
+    """Derive recipes/NAME.yaml from a repo and explain what was used, ignored and why."""
+    from imagefactory.recipe_commands import derive_recipe
+
+    outcome = derive_recipe(_home(), repo, ref=ref, name=name, force=force, progress=say)
+    emit(outcome.to_dict(), json, outcome.text())
+
+
+@task(help={
+    "name": "Recipe name (recipes/NAME.yaml)",
+    "resolve": "Also resolve the pip packages for the recipe's Python on linux x86_64 with uv",
+    "json": "Print the result as JSON",
+})
+@boundary
+def check(c: Any, name: str, resolve: bool = False, json: bool = False) -> None:
+    """Validate recipes/NAME.yaml (file, field, fix); with --resolve, check its packages resolve."""
+    from imagefactory.errors import ResolveError
+    from imagefactory.recipe_commands import check as check_recipe
+
+    outcome = check_recipe(_home(), name, resolve=resolve, progress=say)
+    if not outcome.ok:
+        raise ResolveError(f"{outcome.path}: {outcome.message}", "fix the pins or the Python version")
+    emit(outcome.to_dict(), json, f"{outcome.path}: {outcome.message}")
 
 
 # ---- catalog --------------------------------------------------------------------------------------
@@ -150,6 +188,7 @@ def _info(info: Any) -> dict[str, Any]:
             "state_dir": str(info.state_dir), "reused": info.reused}
 
 
+recipe_ns = Collection("recipe", recipe_derive, check)
 catalog_ns = Collection("catalog", catalog_list, show)
 sandbox_ns = Collection("sandbox", up, status, down)
-ns = Collection(bake, catalog_ns, sandbox_ns)
+ns = Collection(bake, recipe_ns, catalog_ns, sandbox_ns)

@@ -133,8 +133,11 @@ class Recipe:
         }
 
     def digest(self) -> str:
-        """sha256 over the canonical JSON of the recipe: changes whenever anything in it changes."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        """sha256 over the canonical JSON of the recipe, without `source.commit`: the commit is a fact of
+        each build (recorded beside the digest), so a new commit alone does not change the recipe."""
+        data = self.to_dict()
+        data["source"] = {k: v for k, v in data["source"].items() if k != "commit"}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()
 
     def with_source(self, source: Source) -> Recipe:

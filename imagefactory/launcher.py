@@ -1,0 +1,337 @@
+"""Launch an image from the catalog: a pure choice of build and region, then the effects, undone on failure.
+
+    choose(entry, region, order)  -> Choice       which build and AMI (pure)
+    check_options(opts)                            instance type, port, volume, autostop (pure)
+    launch(home, opts, progress)  -> LaunchResult  key pair, security group, instance, wait, prices
+
+A failed or interrupted launch removes what it made in that call (the instance, and a security group or
+key pair it created); what existed before is left alone. In the sandbox the instance is also started as
+a local instance (`imagefactory.sandbox.instances`): the packed root filesystem of the build, its sshd
+and JupyterLab on loopback.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from imagefactory import catalog, pricing
+from imagefactory.catalog import Build, ImageEntry
+from imagefactory.cloud import instances as ec2
+from imagefactory.cloud.target import SANDBOX_NOTICE, Target, choose_target, open_target
+from imagefactory.errors import CatalogError, CloudError, FactoryError
+from imagefactory.home import Home
+
+Progress = Callable[[str], None]
+DEFAULT_TYPE = "t3.medium"
+DEFAULT_AUTOSTOP = 60
+SSH_TIMEOUT = 300.0
+RUN_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    name: str
+    region: str | None = None
+    instance_type: str = DEFAULT_TYPE
+    spot: bool = False
+    autostop: int = DEFAULT_AUTOSTOP
+    volume: int | None = None
+    key: str | None = None
+    cidr: str | None = None
+    local_port: int = 7005
+    sandbox: bool = False
+    wait: bool = True
+
+
+@dataclass(frozen=True)
+class Choice:
+    image: str
+    build_id: str
+    region: str
+    ami: str
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    instance_id: str
+    image: str
+    build_id: str
+    ami: str
+    region: str
+    target: str
+    instance_type: str
+    spot: bool
+    host: str
+    ssh_port: int
+    user: str
+    key_path: str
+    key_name: str
+    security_group: str
+    cidr: str
+    local_port: int
+    jupyter_port: int
+    autostop_minutes: int
+    volume_gb: int
+    ssh_command: str
+    tunnel_command: str
+    price: dict[str, Any]
+    disk_month_usd: float | None
+    created: tuple[str, ...] = ()
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def known_instance_types() -> frozenset[str]:
+    """Every type the EC2 API knows, from botocore's service model (offline, as current as boto3)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("ec2")
+    return frozenset(model.shape_for("InstanceType").enum)
+
+
+def check_options(opts: LaunchOptions) -> None:
+    if opts.instance_type not in known_instance_types():
+        family = opts.instance_type.split(".")[0]
+        near = sorted(t for t in known_instance_types() if t.startswith(family + "."))[:8]
+        raise CloudError(f"unknown instance type {opts.instance_type!r}",
+                         f"e.g. {', '.join(near)}" if near else "e.g. t3.medium, m5.large, g4dn.xlarge")
+    if not 0 <= opts.autostop <= 7 * 24 * 60:
+        raise CloudError(f"--autostop {opts.autostop} is out of range", "give idle minutes (0 turns auto-stop off)")
+    if opts.volume is not None and not 1 <= opts.volume <= 16384:
+        raise CloudError(f"--volume {opts.volume} GB is out of range", "give 1 to 16384 GB")
+    if not 1024 <= opts.local_port <= 65535:
+        raise CloudError(f"--local-port {opts.local_port} is out of range", "use a port from 1024 to 65535")
+
+
+def choose(entry: ImageEntry, region: str | None, order: tuple[str, ...] = ()) -> Choice:
+    """The newest available build with an AMI in `region` (default: the latest build's first region)."""
+    builds = sorted((b for b in entry.builds if b.status == "available" and b.amis),
+                    key=lambda b: b.created, reverse=True)
+    if not builds:
+        raise CatalogError(f"image {entry.name!r} has no available build", f"bake it: invoke bake --repo {entry.name}")
+    if region is None:
+        latest = entry.latest_build() or builds[0]
+        region = next((r for r in order if r in latest.amis), sorted(latest.amis)[0])
+        return Choice(entry.name, latest.id, region, latest.amis[region])
+    build: Build | None = next((b for b in builds if region in b.amis), None)
+    if build is None:
+        where = sorted({r for b in builds for r in b.amis})
+        raise CatalogError(f"image {entry.name!r} has no available build in {region}",
+                           f"it exists in: {', '.join(where)} (pass --region, or bake with --regions)")
+    return Choice(entry.name, build.id, region, build.amis[region])
+
+
+def user_data(autostop: int) -> str:
+    """cloud-config writing the idle auto-stop setting that the image's idle timer reads (0: off)."""
+    return ("#cloud-config\n"
+            "write_files:\n"
+            "  - path: /etc/imagefactory/autostop-minutes\n"
+            "    permissions: '0644'\n"
+            f"    content: \"{int(autostop)}\\n\"\n")
+
+
+def commands(key: str, user: str, host: str, port: int, local_port: int, jupyter_port: int) -> tuple[str, str]:
+    """The ssh command and the tunnel command a person would type."""
+    base = ["ssh", "-i", key, *(["-p", str(port)] if port != ec2.SSH_PORT else [])]
+    login = f"{user}@{host}"
+    tunnel = [*base, "-N", "-L", f"{local_port}:localhost:{jupyter_port}", login]
+    return shlex.join([*base, login]), shlex.join(tunnel)
+
+
+def image_facts(home: Home, name: str) -> tuple[str, int]:
+    """The image's login user and JupyterLab port, from its recipe (the defaults if it is gone)."""
+    path = home.recipe_path(name)
+    if not path.exists():
+        return "ubuntu", 8889
+    from imagefactory.recipe import load_recipe
+
+    recipe = load_recipe(path)
+    return recipe.image.login_user, recipe.jupyter.port
+
+
+def open_catalog_target(home: Home, sandbox: bool, progress: Progress) -> Target:
+    target = open_target(choose_target(sandbox=sandbox), home.emulator_dir)
+    if target.sandbox:
+        progress(SANDBOX_NOTICE.format(endpoint=target.endpoint, catalog=home.catalog_path("sandbox")))
+    return target
+
+
+def find_entry(home: Home, target: Target, name: str) -> ImageEntry:
+    cat = catalog.load(home.catalog_path(target.kind))
+    if name not in cat.images:
+        other = "aws" if target.sandbox else "sandbox"
+        if name in catalog.load(home.catalog_path(other)).images:
+            raise CatalogError(f"no image named {name!r} in the {target.kind} catalog",
+                               f"it is in the {other} catalog" + ("; pass --sandbox" if other == "sandbox" else ""))
+    return cat.image(name)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything decided before the first effect."""
+
+    choice: Choice
+    user: str
+    jupyter_port: int
+    cidr: str
+
+
+@dataclass
+class _Made:
+    """What this launch created so far, so that a failure removes exactly that."""
+
+    key: ec2.KeyPair | None = None
+    group: str | None = None
+    instance: str | None = None
+    local: bool = False
+
+
+def launch(home: Home, opts: LaunchOptions, progress: Progress) -> LaunchResult:
+    check_options(opts)
+    target = open_catalog_target(home, opts.sandbox, progress)
+    entry = find_entry(home, target, opts.name)
+    user, jupyter_port = image_facts(home, opts.name)
+    choice = choose(entry, opts.region, _recipe_regions(home, opts.name))
+    if target.sandbox:
+        from imagefactory.sandbox import instances as local
+
+        local.check_ready(home, choice.build_id)
+    cidr = ec2.check_cidr(opts.cidr) if opts.cidr else ec2.caller_cidr(target)
+    plan = _Plan(choice, user, jupyter_port, cidr)
+    made = _Made()
+    try:
+        return _create(home, target, opts, plan, made, progress)
+    except BaseException as exc:
+        _rollback(home, target, choice.region, made, progress)
+        if isinstance(exc, FactoryError | KeyboardInterrupt):
+            raise
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, ClientError | BotoCoreError):
+            raise CloudError(f"launch of {opts.name} in {choice.region} failed: {_boto_message(exc)}",
+                             "nothing was left running; fix the option named above and retry") from None
+        raise
+
+
+def _recipe_regions(home: Home, name: str) -> tuple[str, ...]:
+    path = home.recipe_path(name)
+    if not path.exists():
+        return ()
+    from imagefactory.recipe import load_recipe
+
+    return tuple(load_recipe(path).image.regions)
+
+
+def _boto_message(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if response and "Error" in response:
+        return f"{response['Error'].get('Code')}: {response['Error'].get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _create(home: Home, target: Target, opts: LaunchOptions, plan: _Plan, made: _Made,
+            progress: Progress) -> LaunchResult:
+    started = time.monotonic()
+    choice = plan.choice
+    device, size = ec2.root_device(target, choice.region, choice.ami)
+    volume = opts.volume or size
+    if volume < size:
+        raise CloudError(f"--volume {volume} GB is smaller than the image's {size} GB disk", f"pass --volume {size}")
+    made.key = ec2.ensure_key_pair(target, choice.region, opts.key)
+    group, created = ec2.ensure_security_group(target, choice.region, plan.cidr)
+    made.group = group if created else None
+    tags = {"Name": f"{choice.image}-{choice.build_id}", "imagefactory:image": choice.image,
+            "imagefactory:build-id": choice.build_id, "imagefactory:login-user": plan.user,
+            "imagefactory:autostop-minutes": str(opts.autostop), "owner": _owner(target)}
+    spec = ec2.RunSpec(choice.ami, opts.instance_type, made.key.name, group, device, volume,
+                       user_data(opts.autostop), tags, opts.spot)
+    progress(f"launching {choice.image} build {choice.build_id} ({choice.ami}) in {choice.region} as "
+             f"{opts.instance_type}{' spot' if opts.spot else ''}")
+    host, port, jupyter_port = _start(home, target, spec, plan, made, progress)
+    if opts.wait:
+        progress(f"instance {made.instance} runs; waiting for ssh at {host}:{port}")
+        ec2.wait_ssh(host, port, SSH_TIMEOUT)
+    prices = pricing.price(target, choice.region, opts.instance_type, spot=opts.spot)
+    ssh_cmd, tunnel_cmd = commands(str(made.key.path), plan.user, host, port, opts.local_port, jupyter_port)
+    assert made.instance is not None
+    return LaunchResult(
+        instance_id=made.instance, image=choice.image, build_id=choice.build_id, ami=choice.ami,
+        region=choice.region, target=target.kind, instance_type=opts.instance_type, spot=opts.spot, host=host,
+        ssh_port=port, user=plan.user, key_path=str(made.key.path), key_name=made.key.name, security_group=group,
+        cidr=plan.cidr, local_port=opts.local_port, jupyter_port=jupyter_port, autostop_minutes=opts.autostop,
+        volume_gb=volume, ssh_command=ssh_cmd, tunnel_command=tunnel_cmd, price=prices.to_dict(),
+        disk_month_usd=pricing.disk_month(pricing.load_table(), choice.region, volume), created=_created(made),
+        seconds=round(time.monotonic() - started, 2))
+
+
+def _start(home: Home, target: Target, spec: ec2.RunSpec, plan: _Plan, made: _Made,
+           progress: Progress) -> tuple[str, int, int]:
+    """Run the instance and wait until it runs; in the sandbox, boot it locally. Returns host, ssh and
+    JupyterLab ports."""
+    region = plan.choice.region
+    made.instance = ec2.run_instance(target, region, spec)["InstanceId"]
+    instance = ec2.wait_state(target, region, made.instance, "running", RUN_TIMEOUT)
+    if not target.sandbox:
+        return instance.get("PublicIpAddress", ""), ec2.SSH_PORT, plan.jupyter_port
+    from imagefactory.sandbox import instances as local
+
+    assert made.key is not None
+    made.local = True
+    booted = local.create(home, local.LocalSpec(made.instance, plan.choice.build_id, plan.user,
+                                                made.key.public_key, int(spec.tags["imagefactory:autostop-minutes"])),
+                          progress)
+    return "127.0.0.1", booted.ssh_port, booted.jupyter_port
+
+
+def _created(made: _Made) -> tuple[str, ...]:
+    assert made.key is not None
+    items = (made.key.created_remote and f"key pair {made.key.name}",
+             made.key.created_local and f"key file {made.key.path}",
+             made.group and f"security group {made.group}")
+    return tuple(x for x in items if x)
+
+
+def _owner(target: Target) -> str:
+    try:
+        return str(target.client("sts", "us-east-1").get_caller_identity()["Arn"])
+    except Exception:  # no STS permission: fall back to the local user name
+        import getpass
+
+        return getpass.getuser()
+
+
+def _rollback(home: Home, target: Target, region: str, made: _Made, progress: Progress) -> None:
+    """Remove what this launch made, newest first; report (never raise) what could not be removed."""
+    steps: list[tuple[str, Any]] = []
+    if made.instance:
+        steps.append((f"instance {made.instance}", lambda: _drop_instance(home, target, region, made)))
+    if made.group:
+        steps.append((f"security group {made.group}", lambda: ec2.delete_security_group(target, region, made.group)))
+    if made.key and (made.key.created_remote or made.key.created_local):
+        steps.append((f"key pair {made.key.name}", lambda: ec2.delete_key_pair(target, region, made.key)))
+    for what, step in steps:
+        try:
+            step()
+            progress(f"cleanup: removed {what}")
+        except Exception as exc:  # keep going: the others still need removing
+            progress(f"cleanup: could not remove {what}: {type(exc).__name__}: {exc}")
+
+
+def _drop_instance(home: Home, target: Target, region: str, made: _Made) -> None:
+    assert made.instance is not None
+    if made.local:
+        from imagefactory.sandbox import instances as local
+
+        local.remove(home, made.instance)
+    ec2.change_state(target, region, made.instance, "terminate")
+    if made.group and not target.sandbox:
+        ec2.wait_state(target, region, made.instance, "terminated", RUN_TIMEOUT)

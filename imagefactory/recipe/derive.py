@@ -1,0 +1,81 @@
+"""Derive a recipe from a repository tree: layout, then every detector, then the Python version.
+
+Pure over its inputs: it reads files only under `tree.root` (no cwd, no chdir) and asks the network only
+through `index` (None: not at all). The result says what was used, what was ignored and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from imagefactory.recipe.detect import DETECTORS
+from imagefactory.recipe.findings import Detection, Finding, merge
+from imagefactory.recipe.index import PackageIndex, redact
+from imagefactory.recipe.layout import decide
+from imagefactory.recipe.model import Environment, Recipe, Source
+from imagefactory.recipe.python import choose
+from imagefactory.recipe.tree import RepoTree
+
+
+@dataclass(frozen=True)
+class Derivation:
+    recipe: Recipe
+    used: tuple[Finding, ...]
+    ignored: tuple[Finding, ...]
+    notes: tuple[str, ...]
+
+    def report(self) -> str:
+        """The why-report: files used, files ignored and why, the Python version and its reason, notes."""
+        py = self.recipe.environment.python
+        lines = [f"Recipe '{self.recipe.name}' from {self.recipe.source.repo}"]
+        lines += _section("Used", self.used, "(nothing: no environment file found)")
+        lines += _section("Ignored", self.ignored, "(nothing)")
+        lines.append(f"Python: {py.version} ({py.source}) - {py.reason}")
+        if self.notes:
+            lines.append("Notes:")
+            lines += [f"  - {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.to_dict(),
+            "used": [f.to_dict() for f in self.used],
+            "ignored": [f.to_dict() for f in self.ignored],
+            "python": self.recipe.to_dict()["environment"]["python"],
+            "notes": list(self.notes),
+        }
+
+
+def _section(title: str, findings: tuple[Finding, ...], empty: str) -> list[str]:
+    if not findings:
+        return [f"{title}: {empty}"]
+    width = max(len(f.path) for f in findings)
+    return [f"{title}:"] + [f"  {f.path:<{width}}  [{f.kind}] {f.reason}" for f in findings]
+
+
+def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...] | None = None,
+           python_override: str | None = None, index: PackageIndex | None = None) -> Derivation:
+    layout = decide(tree)
+    found = merge(tuple(detector(tree.at(layout.places)) for detector in DETECTORS))
+    notes = [*layout.notes, *found.notes]
+    if index is not None and found.index_urls:
+        index = index.with_url(found.index_urls[0])
+        notes.append(f"Python inference asks the index named in the requirements: {redact(index.url)}")
+    python, py_notes = choose(found.python, found.pins, override=python_override, index=index)
+    notes += py_notes
+    if not (found.conda or found.pip or found.pipfile or found.install_repo):
+        notes.append(f"no environment file found: default recipe (Python {python.version}, "
+                     "no pip or conda files)")
+    recipe = Recipe(name=name, source=source, environment=_environment(found, python))
+    if regions:
+        recipe = recipe.with_regions(tuple(regions))
+    recipe = Recipe.from_dict(recipe.to_dict(), origin=f"derived recipe '{name}'")
+    return Derivation(recipe, found.used, (*layout.ignored, *found.ignored), tuple(notes))
+
+
+def _environment(found: Detection, python: Any) -> Environment:
+    return Environment(
+        python=python, apt=found.apt, conda=found.conda, pip=found.pip, pipfile=found.pipfile,
+        install_repo=found.install_repo, post_build=found.post_build, start=found.start,
+    )

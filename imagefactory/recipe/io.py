@@ -1,0 +1,124 @@
+"""Read and write recipe files: ruamel.yaml round trip, so a user's comments and edits survive.
+
+`write_recipe` never silently overwrites: if the file exists and would change, it returns the unified
+diff and leaves the file alone unless `force=True`. A forced rewrite updates the existing YAML document
+in place, so comments stay wherever their key survives. New files get a comment header.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from imagefactory.errors import RecipeError
+from imagefactory.recipe.model import Recipe
+from imagefactory.recipe.yamlio import dump_yaml, load_yaml
+
+HEADER = ("# Recipe derived by imagefactory from {repo}; edit freely.\n"
+          "# Re-deriving shows a diff and keeps your edits unless you pass --force.\n"
+          "# Fields and install order: recipes/README.md\n")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    path: Path
+    written: bool
+    diff: str
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe; errors name the file (and the line for YAML syntax errors)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read ({exc.strerror})", "check the recipe path") from None
+    return Recipe.from_dict(load_yaml(text, str(path)), origin=str(path))
+
+
+def check_recipe(path: Path) -> Recipe:
+    """Validate a recipe file; raises RecipeError naming the file, the field and the fix."""
+    return load_recipe(path)
+
+
+def render_recipe(recipe: Recipe, existing: str | None = None) -> str:
+    """The YAML text for `recipe`: a fresh document with a header, or `existing` updated in place."""
+    fresh = recipe.to_dict()
+    if existing is not None:
+        try:
+            doc = load_yaml(existing, "existing recipe")
+        except RecipeError:
+            doc = None
+        if isinstance(doc, CommentedMap):
+            _update(doc, fresh)
+            return dump_yaml(doc)
+    return HEADER.format(repo=_one_line(recipe.source.repo)) + dump_yaml(_to_yaml(fresh))
+
+
+def write_recipe(path: Path, recipe: Recipe, *, force: bool = False) -> WriteResult:
+    path = Path(path)
+    old = path.read_text(encoding="utf-8") if path.exists() else None
+    new = render_recipe(recipe, old)
+    if old is None:
+        _atomic_write(path, new)
+        return WriteResult(path, True, "")
+    diff = "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=f"{path} (yours)", tofile=f"{path} (derived)"))
+    if not diff or not force:
+        return WriteResult(path, False, diff)
+    _atomic_write(path, new)
+    return WriteResult(path, True, diff)
+
+
+def _update(doc: CommentedMap, fresh: dict[str, Any]) -> None:
+    """Make `doc` equal `fresh`, keeping the nodes (and their comments) of keys that survive."""
+    for key in [k for k in doc if k not in fresh]:
+        del doc[key]
+    for index, (key, value) in enumerate(fresh.items()):
+        if key not in doc:
+            doc.insert(min(index, len(doc)), key, _to_yaml(value))
+        elif isinstance(value, dict) and isinstance(doc[key], CommentedMap):
+            _update(doc[key], value)
+        elif _plain(doc[key]) != _plain(value):
+            doc[key] = _to_yaml(value)
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _to_yaml(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = CommentedMap()
+        for k, v in value.items():
+            out[k] = _to_yaml(v)
+        return out
+    if isinstance(value, list):
+        seq = CommentedSeq(_to_yaml(v) for v in value)
+        if not value:
+            seq.fa.set_flow_style()
+        return seq
+    return value
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

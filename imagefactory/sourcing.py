@@ -1,0 +1,43 @@
+"""Getting a repository and its package index ready for a command: the checkout (with the catalog's
+image names as specs, portable paths for folders inside the factory, and an optional --name) and the
+package index client (cached under the home; none when IMAGEFACTORY_OFFLINE=1)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+
+from imagefactory import catalog
+from imagefactory.errors import RecipeError
+from imagefactory.home import Home
+from imagefactory.recipe.index import PackageIndex
+from imagefactory.recipe.model import NAME_RE
+from imagefactory.repo import Checkout, resolve
+
+
+def catalog_repos(home: Home) -> dict[str, str]:
+    repos: dict[str, str] = {}
+    for target in ("sandbox", "aws"):
+        repos.update({n: e.repo for n, e in catalog.load(home.catalog_path(target)).images.items()})
+    return repos
+
+
+def checkout(home: Home, spec: str, *, ref: str | None, name: str | None,
+             progress: Callable[[str], None]) -> Checkout:
+    found = resolve(spec, ref=ref, cache_dir=home.cache_dir, catalog_repos=catalog_repos(home), progress=progress)
+    if not found.is_git and found.path.is_relative_to(home.root):
+        # a folder inside the factory repo (like examples/): recorded relative, so the catalog is portable
+        found = replace(found, url=found.path.relative_to(home.root).as_posix())
+    if name:
+        if not NAME_RE.fullmatch(name):
+            raise RecipeError(f"--name {name!r} is not a valid image name",
+                              "use lowercase letters, digits and dashes, starting with a letter or digit")
+        found = replace(found, name=name)
+    return found
+
+
+def package_index(home: Home) -> PackageIndex | None:
+    if os.environ.get("IMAGEFACTORY_OFFLINE") == "1":
+        return None
+    return PackageIndex.from_environment(cache_dir=home.cache_dir / "index")

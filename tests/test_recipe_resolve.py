@@ -1,0 +1,92 @@
+"""resolve(): the recipe's pip part through `uv pip compile` for the chosen Python on linux x86_64."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagefactory.recipe import PackageIndex, PythonSpec, RepoTree, Source, derive
+from imagefactory.recipe.resolve import first_conflict, resolve
+
+DATA = Path(__file__).parent / "data" / "simple_api"
+_spec = importlib.util.spec_from_file_location("simple_api_server", DATA / "server.py")
+assert _spec is not None and _spec.loader is not None
+server_mod = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(server_mod)
+
+SRC = Source("https://example.org/repo.git", None, "0" * 40)
+DHSVM_PINS = ("matplotlib==3.1.3\nnumpy==1.18.1\ngraphviz==0.13.2\nscikit-learn==0.22.1\npydotplus==2.0.2\n"
+              "SQLAlchemy==1.3.13\nipython==7.12.0\npandas==1.0.1\n")
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    with server_mod.serve() as srv:
+        yield srv
+
+
+def setup(root: Path, files: dict[str, str], python: str, index: PackageIndex | None = None) -> Any:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    tree = RepoTree.scan(root)
+    recipe = derive(tree, name="r", source=SRC, index=index).recipe
+    return recipe.with_python(PythonSpec(python, "override", "test")), tree
+
+
+def test_impossible_pins_give_one_line_conflict(tmp_path: Path, server: Any) -> None:
+    index = PackageIndex(f"http://127.0.0.1:{server.server_port}/simple")
+    recipe, tree = setup(tmp_path, {"environment/requirements.txt": "numpy==1.18.1\npandas==1.0.1\n"}, "3.12")
+    started = time.monotonic()
+    result = resolve(recipe, tree, index=index, timeout=60)
+    assert time.monotonic() - started < 30
+    assert not result.ok and result.pins == ()
+    assert "\n" not in result.message
+    assert result.message.startswith("does not resolve for Python 3.12 on linux x86_64: Because ")
+    assert "numpy==1.18.1" in result.message or "pandas==1.0.1" in result.message
+    assert server.hits.count("/simple/numpy/") >= 2  # asked by the classifier and by uv: the local index
+
+
+def test_nothing_to_resolve(tmp_path: Path) -> None:
+    recipe, tree = setup(tmp_path, {"environment.yml": "dependencies: [numpy]\n"}, "3.10")
+    result = resolve(recipe, tree)
+    assert result.ok and result.pins == ()
+    assert result.message == "no pip requirements to resolve (conda packages not checked here)"
+
+
+def test_timeout_is_bounded(tmp_path: Path, server: Any) -> None:
+    index = PackageIndex(f"http://127.0.0.1:{server.server_port}/simple")
+    recipe, tree = setup(tmp_path, {"requirements.txt": "numpy==1.18.1\n"}, "3.8")
+    result = resolve(recipe, tree, index=index, timeout=0.001)
+    assert not result.ok and "did not finish within" in result.message
+
+
+def test_first_conflict_takes_the_cause_line() -> None:
+    stderr = ("  × No solution found when resolving dependencies:\n  ╰─▶ Because foo==1 depends on bar>2\n"
+              "      and you require bar<2, we can conclude that your requirements are unsatisfiable.\n")
+    assert first_conflict(stderr) == "Because foo==1 depends on bar>2"
+    plain = "error: No solution found\n  cause: Because x has no usable wheels, unsatisfiable.\n\nhint: y\n"
+    assert first_conflict(plain) == "Because x has no usable wheels, unsatisfiable."
+    assert "s3cret" not in first_conflict("error: failed to fetch https://u:s3cret@host/simple/x/")
+
+
+@pytest.mark.network
+def test_dhsvm_opt_resolves_on_38_from_pypi(tmp_path: Path) -> None:
+    index = PackageIndex(cache_dir=tmp_path / "cache")
+    recipe, tree = setup(tmp_path, {"environment/requirements.txt": DHSVM_PINS}, "3.8", index)
+    result = resolve(recipe, tree, index=index)
+    assert result.ok, result.message
+    assert {"numpy==1.18.1", "pandas==1.0.1", "pydotplus==2.0.2", "sqlalchemy==1.3.13"} <= set(result.pins)
+
+
+@pytest.mark.network
+def test_dhsvm_opt_does_not_resolve_on_310(tmp_path: Path) -> None:
+    index = PackageIndex(cache_dir=tmp_path / "cache")
+    recipe, tree = setup(tmp_path, {"environment/requirements.txt": DHSVM_PINS}, "3.10", index)
+    result = resolve(recipe, tree, index=index)
+    assert not result.ok and "has no usable wheels" in result.message
