@@ -12,8 +12,8 @@ from typing import Any
 
 import boto3
 import pytest
-
 from conftest import MakeRepo, cli_env, git, run_cli
+
 from imagefactory import catalog
 from imagefactory.home import Home
 from imagefactory.sandbox.emulator import status
@@ -139,7 +139,7 @@ def test_ctrl_c_cancels_packer_cleans_up_and_records_interrupted(home: Home, mak
         if "Launching a source AWS instance" in line:
             proc.send_signal(signal.SIGINT)
             break
-    out, err = proc.communicate(timeout=180)
+    _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, "".join(seen) + err
     (build,) = builds_of(home, "cancelled")
     assert build.status == "interrupted" and not build.amis
@@ -159,7 +159,7 @@ def test_concurrent_bakes_of_different_images_all_land(shared_home: Home, make_r
     procs = [subprocess.Popen([*argv, r.as_uri()], cwd=shared_home.root, env=cli_env(shared_home),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in repos]
     for proc in procs:
-        out, err = proc.communicate(timeout=300)
+        _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
     cat = catalog.load(shared_home.catalog_path("sandbox"))
     for i in range(3):
