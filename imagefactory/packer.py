@@ -77,6 +77,7 @@ class BuildOutcome:
     errors: list[str] = field(default_factory=list)
     log_path: Path | None = None
     run_uuid: str | None = None
+    summaries: set[str] = field(default_factory=set)
 
 
 def find_packer(env: Mapping[str, str] | None = None) -> Packer:
@@ -207,6 +208,10 @@ def _consume(proc: subprocess.Popen[str], log, outcome: BuildOutcome,  # type: i
         elif event.kind == "error" and event.data:
             outcome.errors.append(event.data[0].strip())
         text = readable(event)
+        if text and text.startswith("--> "):  # the artifact summary, repeated once per post-processor
+            if text in outcome.summaries:
+                continue
+            outcome.summaries.add(text)
         if text:
             for part in text.splitlines():
                 progress(part)

@@ -59,6 +59,8 @@ def test_env_subfolder_repo_bakes_three_tagged_amis(shared_home: Home, make_repo
     assert build.status == "available" and build.commit == commit and build.packer_version
     assert set(build.base_ami) == set(THREE.split(",")) and build.base_ami_name.startswith("ubuntu/images/")
     assert "subfolder-env" not in catalog.load(shared_home.catalog_path("aws")).images
+    fmt = subprocess.run(["packer", "fmt", "-check", "."], cwd=result["build_dir"], capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout
 
 
 def test_repo_without_env_files_bakes_a_default_recipe_and_says_so(shared_home: Home, make_repo: MakeRepo) -> None:
