@@ -7,6 +7,8 @@ and the catalog records a failed (or interrupted) build; what the catalog held b
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -21,12 +23,13 @@ from imagefactory.bases import BASES
 from imagefactory.catalog import Build
 from imagefactory.cloud import images
 from imagefactory.cloud.target import SANDBOX_NOTICE, Target, check_regions, choose_target, open_target
+from imagefactory.dataplane import check_sandbox_needs, pack_image, plan, sandbox_machine
 from imagefactory.errors import BakeInterrupted, FactoryError, PackerError, RecipeError, ResolveError
 from imagefactory.home import Home
 from imagefactory.packer import Packer, find_packer
 from imagefactory.recipe import PythonSpec, Recipe, RepoTree, Source, derive, load_recipe, write_recipe
 from imagefactory.recipe_commands import resolve_check
-from imagefactory.render import Features, packer_vars, template_files, write_build_dir
+from imagefactory.render import Features, SshEndpoint, packer_vars, template_files, write_build_dir
 from imagefactory.repo import Checkout
 from imagefactory.sourcing import checkout, package_index
 
@@ -42,6 +45,8 @@ class BakeOptions:
     sandbox: bool = False
     python: str | None = None
     resolve: bool = True
+    api_only: bool = False
+    extra_ca: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class BakeResult:
     build_dir: str
     notes: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    provisioned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,54 +97,165 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
         progress(f"AWS: account {target.account}; results go to {home.catalog_path('aws')}")
     if opts.regions:
         check_regions(opts.regions)
+    extra_ca = _extra_ca(opts.extra_ca)
     with clock.stage("resolve"):
         found = checkout(home, opts.repo, ref=opts.ref, name=opts.name, progress=progress)
     with clock.stage("derive"):
         recipe, recipe_path, notes = _recipe(home, opts, found, progress)
         check_regions(recipe.image.regions)
+    dataplan = plan(target.kind, api_only=opts.api_only, supported=_sandbox_supported(target))
+    if dataplan.notice:
+        progress(dataplan.notice)
+        notes.append(dataplan.notice)
+    if target.sandbox and dataplan.provision:
+        from imagefactory.provision import preflight
+
+        check_sandbox_needs(preflight(recipe, target="sandbox"))
     if opts.resolve:
         with clock.stage("packages"):
             _check_packages(home, recipe, found, progress)
     build_id = new_build_id()
-    build_dir = home.builds_dir(target.kind) / recipe.name / build_id
-    with clock.stage("render"):
-        var_file = _render(home, packer, target, recipe, build_id, build_dir)
-    progress(f"packer {packer.caps.text}: building {recipe.name} {build_id} in "
-             f"{', '.join(recipe.image.regions)} (log: {build_dir / 'packer.log'})")
-    from imagefactory import packer as packer_mod
-
-    env = target.packer_env()
-    with clock.stage("validate"):
-        packer_mod.init(packer, build_dir, env, progress)
-        packer_mod.validate(packer, build_dir, var_file, env)
-    base = BASES[recipe.image.base]
-    build = Build(id=build_id, created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), status="failed",
-                  target=target.kind, account=target.account, commit=found.commit, ref=found.ref,
-                  recipe_digest=recipe.digest(), python=recipe.environment.python.version,
-                  python_override=recipe.environment.python.source == "override", packer_version=packer.caps.text,
-                  factory_version=__version__, build_dir=str(build_dir))
+    job = _Job(home=home, target=target, packer=packer, recipe=recipe, found=found, build_id=build_id,
+               build_dir=home.builds_dir(target.kind) / recipe.name / build_id, provision=dataplan.provision,
+               extra_ca=extra_ca, clock=clock, progress=progress)
+    job.values(None)  # refuse unsafe values before anything is started
     entry = {"name": recipe.name, "repo": found.url, "recipe": _rel(recipe_path, home.root),
              "recipe_digest": recipe.digest()}
-    cat_path = home.catalog_path(target.kind)
-    try:
-        with clock.stage("build"):
-            outcome = packer_mod.build(packer, build_dir, var_file, env, lambda line: progress(f"  {line}"))
-        if not outcome.ok:
-            detail = outcome.errors[-1] if outcome.errors else "see the log"
-            raise PackerError(f"packer build failed: {detail.splitlines()[0][:300]}", f"full log: {outcome.log_path}")
-        with clock.stage("record"):
-            build = _verified(target, recipe, build, outcome.amis, base.owner)
-            catalog.update(cat_path, lambda c: catalog.record(c, build=build, **entry))
-    except BaseException as exc:
-        _fail(target, recipe, build, entry, cat_path, exc, progress)
-        raise
+    build = job.record(entry, job.run())
     progress(f"baked {recipe.name} build {build_id} ({target.kind}):")
     for region, ami in sorted(build.amis.items()):
         progress(f"  {region:<16} {ami}")
+    cat_path = home.catalog_path(target.kind)
     progress(f"catalog: {cat_path} (invoke catalog.show {recipe.name})")
     return BakeResult(image=recipe.name, build_id=build_id, target=target.kind, status="available",
                       amis=dict(build.amis), catalog_path=str(cat_path), recipe_path=str(recipe_path),
-                      build_dir=str(build_dir), notes=tuple(notes), timings=clock.timings)
+                      build_dir=str(job.build_dir), notes=tuple(notes), timings=clock.timings,
+                      provisioned=dataplan.provision)
+
+
+@dataclass
+class _Job:
+    """One build: render, validate, run Packer (through a sandbox machine when provisioning there),
+    then record; on any failure, clean up and record the failure."""
+
+    home: Home
+    target: Target
+    packer: Packer
+    recipe: Recipe
+    found: Checkout
+    build_id: str
+    build_dir: Path
+    provision: bool
+    extra_ca: Path | None
+    clock: _Clock
+    progress: Progress
+
+    def values(self, ssh: SshEndpoint | None) -> dict[str, Any]:
+        scripts: tuple[list[str], list[str]] = ([], [])
+        if self.provision:
+            from imagefactory.provision import stage_scripts
+
+            before, after = stage_scripts(self.home.packer_dir)
+            scripts = ([f"provision/scripts/{p.name}" for p in before], [f"provision/scripts/{p.name}" for p in after])
+        return packer_vars(self.recipe, build_id=self.build_id, target=self.target.kind,
+                           factory_version=__version__, endpoint=self.target.endpoint, ssh=ssh, scripts=scripts)
+
+    def render(self, ssh: SshEndpoint | None) -> Path:
+        if self.provision:
+            from imagefactory.provision import provision_config, stage_provision_dir
+
+            config = provision_config(self.recipe, build_id=self.build_id, packer_version=self.packer.caps.text,
+                                      factory_version=__version__, target=self.target.kind, autostop_minutes=None,
+                                      kernel_name=self.recipe.name)
+            stage_provision_dir(self.build_dir, self.recipe, config, self.found.path, self.extra_ca,
+                                packer_dir=self.home.packer_dir)
+        features = Features(caps=self.packer.caps, target=self.target.kind, provision=self.provision)
+        files = template_files(features, self.home.packer_dir / "templates")
+        return write_build_dir(self.build_dir, files, self.values(ssh))
+
+    def packer_run(self, ssh: SshEndpoint | None) -> dict[str, str]:
+        from imagefactory import packer as packer_mod
+
+        with self.clock.stage("render"):
+            var_file = self.render(ssh)
+        self.progress(f"packer {self.packer.caps.text}: building {self.recipe.name} {self.build_id} in "
+                      f"{', '.join(self.recipe.image.regions)} (log: {self.build_dir / 'packer.log'})")
+        env = self.target.packer_env()
+        with self.clock.stage("validate"):
+            packer_mod.init(self.packer, self.build_dir, env, self.progress)
+            packer_mod.validate(self.packer, self.build_dir, var_file, env)
+        with self.clock.stage("build"):
+            outcome = packer_mod.build(self.packer, self.build_dir, var_file, env,
+                                       lambda line: self.progress(f"  {line}"))
+        if not outcome.ok:
+            detail = outcome.errors[-1] if outcome.errors else "see the log"
+            raise PackerError(f"packer build failed: {detail.splitlines()[0][:300]}",
+                              f"full log: {outcome.log_path}")
+        return outcome.amis
+
+    def run(self) -> dict[str, str]:
+        """Packer's AMIs per region. Everything started here is stopped on every path."""
+        try:
+            if not (self.target.sandbox and self.provision):
+                return self.packer_run(None)
+            with self.clock.stage("machine"), sandbox_machine(
+                    self.target, self.recipe, self.build_id, self.build_dir, extra_ca=self.extra_ca,
+                    progress=self.progress) as (ssh, rootfs):
+                amis = self.packer_run(ssh)
+            with self.clock.stage("pack"):
+                pack_image(self.home, rootfs, self.build_id, self.progress)
+            return amis
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+
+    def base_build(self) -> Build:
+        env = self.recipe.environment
+        return Build(id=self.build_id, created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), status="failed",
+                     target=self.target.kind, account=self.target.account, commit=self.found.commit,
+                     ref=self.found.ref, recipe_digest=self.recipe.digest(), python=env.python.version,
+                     python_override=env.python.source == "override", packer_version=self.packer.caps.text,
+                     factory_version=__version__, build_dir=str(self.build_dir), provisioned=self.provision)
+
+    def record(self, entry: dict[str, str], amis: dict[str, str]) -> Build:
+        cat_path = self.home.catalog_path(self.target.kind)
+        try:
+            with self.clock.stage("record"):
+                build = _verified(self.target, self.recipe, self.base_build(), amis)
+                manifest = self.build_dir / "image-manifest.json"
+                if manifest.exists():
+                    build = replace(build, image_manifest=json.loads(manifest.read_text()))
+                catalog.update(cat_path, lambda c: catalog.record(c, build=build, **entry))
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        return build
+
+    def fail(self, exc: BaseException) -> None:
+        entry = {"name": self.recipe.name, "repo": self.found.url,
+                 "recipe": _rel(self.home.recipe_path(self.recipe.name), self.home.root),
+                 "recipe_digest": self.recipe.digest()}
+        _fail(self.target, self.recipe, self.base_build(), entry, self.home.catalog_path(self.target.kind), exc,
+              self.progress)
+
+
+def _sandbox_supported(target: Target) -> tuple[bool, str]:
+    if not target.sandbox:
+        return True, "aws"
+    from imagefactory.sandbox.rootfs import sandbox_supported
+
+    return sandbox_supported()
+
+
+def _extra_ca(option: str | None) -> Path | None:
+    value = option or os.environ.get("IMAGEFACTORY_EXTRA_CA")
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file() or "-----BEGIN CERTIFICATE-----" not in path.read_text(errors="replace"):
+        raise FactoryError(f"extra CA bundle {path} is not a PEM certificate file",
+                           "pass --extra-ca with your proxy's CA certificate (PEM)")
+    return path
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -189,16 +306,7 @@ def _check_packages(home: Home, recipe: Recipe, found: Checkout, progress: Progr
              f"packages: {len(outcome.pins)} resolve for Python {recipe.environment.python.version} on linux x86_64")
 
 
-def _render(home: Home, packer: Packer, target: Target, recipe: Recipe, build_id: str, build_dir: Path) -> Path:
-    provision = not target.sandbox
-    features = Features(caps=packer.caps, target=target.kind, provision=provision)
-    files = template_files(features, home.packer_dir / "templates")
-    values = packer_vars(recipe, build_id=build_id, target=target.kind, factory_version=__version__,
-                         endpoint=target.endpoint)
-    return write_build_dir(build_dir, files, values)
-
-
-def _verified(target: Target, recipe: Recipe, build: Build, amis: dict[str, str], owner: str) -> Build:
+def _verified(target: Target, recipe: Recipe, build: Build, amis: dict[str, str]) -> Build:
     """Check every AMI exists and carries this build's id; find the base image in every region."""
     if set(amis) != set(recipe.image.regions):
         raise PackerError(f"Packer reported AMIs in {sorted(amis)}, expected {list(recipe.image.regions)}",
@@ -211,6 +319,7 @@ def _verified(target: Target, recipe: Recipe, build: Build, amis: dict[str, str]
             raise PackerError(f"AMI {ami} in {region} is not tagged with build {build.id}", "see the Packer log")
         if region == source_region:
             base_name = tags.get("imagefactory:base-ami-name")
+    owner = BASES[recipe.image.base].owner
     base = images.base_by_name(target, recipe.image.regions, base_name, owner) if base_name else {}
     return replace(build, status="available", amis=dict(amis), base_ami=base, base_ami_name=base_name)
 

@@ -43,6 +43,7 @@ class Build:
     base_ami_name: str | None = None
     python: str | None = None
     python_override: bool = False
+    provisioned: bool = True
     packer_version: str | None = None
     factory_version: str | None = None
     build_dir: str | None = None
@@ -53,7 +54,7 @@ class Build:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["shared_with"] = list(self.shared_with)
-        return {k: v for k, v in data.items() if v not in (None, [], {})}
+        return {k: v for k, v in data.items() if v not in (None, [], {})}  # False and 0 are kept
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> Build:

@@ -73,3 +73,8 @@ def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(env.get("IMAGEFACTORY_CACHE", str(Path(base) / "imagefactory")))
+
+
+def rootfs_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the sandbox's Debian base rootfs is cached (made once per machine)."""
+    return user_cache_dir(env) / "rootfs"

@@ -16,21 +16,20 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from imagefactory import catalog, pricing
 from imagefactory.catalog import Build, ImageEntry
 from imagefactory.cloud import instances as ec2
-from imagefactory.cloud.target import SANDBOX_NOTICE, Target, choose_target, open_target
+from imagefactory.cloud.target import Target
+from imagefactory.connect import open_catalog_target
 from imagefactory.errors import CatalogError, CloudError, FactoryError
 from imagefactory.home import Home
 
 Progress = Callable[[str], None]
 DEFAULT_TYPE = "t3.medium"
 DEFAULT_AUTOSTOP = 60
-SSH_TIMEOUT = 300.0
-RUN_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -89,21 +88,8 @@ class LaunchResult:
         return asdict(self)
 
 
-@lru_cache(maxsize=1)
-def known_instance_types() -> frozenset[str]:
-    """Every type the EC2 API knows, from botocore's service model (offline, as current as boto3)."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("ec2")
-    return frozenset(model.shape_for("InstanceType").enum)
-
-
 def check_options(opts: LaunchOptions) -> None:
-    if opts.instance_type not in known_instance_types():
-        family = opts.instance_type.split(".")[0]
-        near = sorted(t for t in known_instance_types() if t.startswith(family + "."))[:8]
-        raise CloudError(f"unknown instance type {opts.instance_type!r}",
-                         f"e.g. {', '.join(near)}" if near else "e.g. t3.medium, m5.large, g4dn.xlarge")
+    ec2.check_instance_type(opts.instance_type)
     if not 0 <= opts.autostop <= 7 * 24 * 60:
         raise CloudError(f"--autostop {opts.autostop} is out of range", "give idle minutes (0 turns auto-stop off)")
     if opts.volume is not None and not 1 <= opts.volume <= 16384:
@@ -120,13 +106,13 @@ def choose(entry: ImageEntry, region: str | None, order: tuple[str, ...] = ()) -
         raise CatalogError(f"image {entry.name!r} has no available build", f"bake it: invoke bake --repo {entry.name}")
     if region is None:
         latest = entry.latest_build() or builds[0]
-        region = next((r for r in order if r in latest.amis), sorted(latest.amis)[0])
+        region = next((r for r in order if r in latest.amis), next(iter(latest.amis)))
         return Choice(entry.name, latest.id, region, latest.amis[region])
     build: Build | None = next((b for b in builds if region in b.amis), None)
     if build is None:
         where = sorted({r for b in builds for r in b.amis})
         raise CatalogError(f"image {entry.name!r} has no available build in {region}",
-                           f"it exists in: {', '.join(where)} (pass --region, or bake with --regions)")
+                           f"it exists in: {', '.join(where)}; pass --region, or bake with --regions")
     return Choice(entry.name, build.id, region, build.amis[region])
 
 
@@ -147,22 +133,34 @@ def commands(key: str, user: str, host: str, port: int, local_port: int, jupyter
     return shlex.join([*base, login]), shlex.join(tunnel)
 
 
-def image_facts(home: Home, name: str) -> tuple[str, int]:
-    """The image's login user and JupyterLab port, from its recipe (the defaults if it is gone)."""
+def summary(r: LaunchResult) -> str:
+    """What a person needs next: how to get in, what it costs, how to stop paying."""
+    price = pricing.Price(**r.price)
+    disk = f" (about ${r.disk_month_usd:.2f}/month)" if r.disk_month_usd is not None else ""
+    autostop = f"after {r.autostop_minutes} idle minutes" if r.autostop_minutes else "off"
+    return "\n".join([
+        f"launched {r.instance_id}: {r.image} build {r.build_id} as {r.instance_type}"
+        f"{' spot' if r.spot else ''} in {r.region} ({r.target}), ready in {r.seconds:.1f} s",
+        f"  ssh:       {r.ssh_command}",
+        f"  tunnel:    {r.tunnel_command}",
+        f"  or:        invoke connect {r.instance_id} --local-port {r.local_port}  (tunnel + lab URL with token)",
+        f"  price:     {price.text()}",
+        f"  auto-stop: {autostop}",
+        f"  Stop (invoke stop {r.instance_id}) keeps the {r.volume_gb} GB disk{disk}; "
+        f"Terminate (invoke terminate {r.instance_id}) deletes it and ends all charges.",
+        *(f"  note:      {n}" for n in r.notes),
+    ])
+
+
+def image_facts(home: Home, name: str) -> tuple[str, int, tuple[str, ...]]:
+    """The image's login user, JupyterLab port and region order, from its recipe (defaults if it is gone)."""
     path = home.recipe_path(name)
     if not path.exists():
-        return "ubuntu", 8889
+        return "ubuntu", 8889, ()
     from imagefactory.recipe import load_recipe
 
     recipe = load_recipe(path)
-    return recipe.image.login_user, recipe.jupyter.port
-
-
-def open_catalog_target(home: Home, sandbox: bool, progress: Progress) -> Target:
-    target = open_target(choose_target(sandbox=sandbox), home.emulator_dir)
-    if target.sandbox:
-        progress(SANDBOX_NOTICE.format(endpoint=target.endpoint, catalog=home.catalog_path("sandbox")))
-    return target
+    return recipe.image.login_user, recipe.jupyter.port, tuple(recipe.image.regions)
 
 
 def find_entry(home: Home, target: Target, name: str) -> ImageEntry:
@@ -199,8 +197,8 @@ def launch(home: Home, opts: LaunchOptions, progress: Progress) -> LaunchResult:
     check_options(opts)
     target = open_catalog_target(home, opts.sandbox, progress)
     entry = find_entry(home, target, opts.name)
-    user, jupyter_port = image_facts(home, opts.name)
-    choice = choose(entry, opts.region, _recipe_regions(home, opts.name))
+    user, jupyter_port, order = image_facts(home, opts.name)
+    choice = choose(entry, opts.region, order)
     if target.sandbox:
         from imagefactory.sandbox import instances as local
 
@@ -220,15 +218,6 @@ def launch(home: Home, opts: LaunchOptions, progress: Progress) -> LaunchResult:
             raise CloudError(f"launch of {opts.name} in {choice.region} failed: {_boto_message(exc)}",
                              "nothing was left running; fix the option named above and retry") from None
         raise
-
-
-def _recipe_regions(home: Home, name: str) -> tuple[str, ...]:
-    path = home.recipe_path(name)
-    if not path.exists():
-        return ()
-    from imagefactory.recipe import load_recipe
-
-    return tuple(load_recipe(path).image.regions)
 
 
 def _boto_message(exc: Exception) -> str:
@@ -251,7 +240,8 @@ def _create(home: Home, target: Target, opts: LaunchOptions, plan: _Plan, made: 
     made.group = group if created else None
     tags = {"Name": f"{choice.image}-{choice.build_id}", "imagefactory:image": choice.image,
             "imagefactory:build-id": choice.build_id, "imagefactory:login-user": plan.user,
-            "imagefactory:autostop-minutes": str(opts.autostop), "owner": _owner(target)}
+            "imagefactory:autostop-minutes": str(opts.autostop), "imagefactory:key-file": made.key.path.name,
+            "owner": _owner(target)}
     spec = ec2.RunSpec(choice.ami, opts.instance_type, made.key.name, group, device, volume,
                        user_data(opts.autostop), tags, opts.spot)
     progress(f"launching {choice.image} build {choice.build_id} ({choice.ami}) in {choice.region} as "
@@ -259,7 +249,7 @@ def _create(home: Home, target: Target, opts: LaunchOptions, plan: _Plan, made: 
     host, port, jupyter_port = _start(home, target, spec, plan, made, progress)
     if opts.wait:
         progress(f"instance {made.instance} runs; waiting for ssh at {host}:{port}")
-        ec2.wait_ssh(host, port, SSH_TIMEOUT)
+        ec2.wait_ssh(host, port, ec2.SSH_TIMEOUT)
     prices = pricing.price(target, choice.region, opts.instance_type, spot=opts.spot)
     ssh_cmd, tunnel_cmd = commands(str(made.key.path), plan.user, host, port, opts.local_port, jupyter_port)
     assert made.instance is not None
@@ -270,7 +260,14 @@ def _create(home: Home, target: Target, opts: LaunchOptions, plan: _Plan, made: 
         cidr=plan.cidr, local_port=opts.local_port, jupyter_port=jupyter_port, autostop_minutes=opts.autostop,
         volume_gb=volume, ssh_command=ssh_cmd, tunnel_command=tunnel_cmd, price=prices.to_dict(),
         disk_month_usd=pricing.disk_month(pricing.load_table(), choice.region, volume), created=_created(made),
-        seconds=round(time.monotonic() - started, 2))
+        seconds=round(time.monotonic() - started, 2), notes=_notes(target, opts))
+
+
+def _notes(target: Target, opts: LaunchOptions) -> tuple[str, ...]:
+    notes = [] if opts.wait else ["did not wait for ssh (--no-wait): it answers a minute or so after boot"]
+    if target.sandbox:
+        notes.append("sandbox: a local instance on this machine, nothing is billed; prices are AWS's for reference")
+    return tuple(notes)
 
 
 def _start(home: Home, target: Target, spec: ec2.RunSpec, plan: _Plan, made: _Made,
@@ -279,7 +276,7 @@ def _start(home: Home, target: Target, spec: ec2.RunSpec, plan: _Plan, made: _Ma
     JupyterLab ports."""
     region = plan.choice.region
     made.instance = ec2.run_instance(target, region, spec)["InstanceId"]
-    instance = ec2.wait_state(target, region, made.instance, "running", RUN_TIMEOUT)
+    instance = ec2.wait_state(target, region, made.instance, "running", ec2.RUN_TIMEOUT)
     if not target.sandbox:
         return instance.get("PublicIpAddress", ""), ec2.SSH_PORT, plan.jupyter_port
     from imagefactory.sandbox import instances as local
@@ -289,6 +286,9 @@ def _start(home: Home, target: Target, spec: ec2.RunSpec, plan: _Plan, made: _Ma
     booted = local.create(home, local.LocalSpec(made.instance, plan.choice.build_id, plan.user,
                                                 made.key.public_key, int(spec.tags["imagefactory:autostop-minutes"])),
                           progress)
+    known = Path.home() / ".ssh" / "imagefactory-known-hosts" / made.instance
+    known.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    known.write_text("".join(f"{made.instance} {line}\n" for line in booted.host_keys))
     return "127.0.0.1", booted.ssh_port, booted.jupyter_port
 
 
@@ -334,4 +334,4 @@ def _drop_instance(home: Home, target: Target, region: str, made: _Made) -> None
         local.remove(home, made.instance)
     ec2.change_state(target, region, made.instance, "terminate")
     if made.group and not target.sandbox:
-        ec2.wait_state(target, region, made.instance, "terminated", RUN_TIMEOUT)
+        ec2.wait_state(target, region, made.instance, "terminated", ec2.RUN_TIMEOUT)

@@ -64,17 +64,20 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
     "sandbox": "Use the local EC2 emulator even if AWS credentials are configured",
     "python": "Override the recipe's Python version for this bake (e.g. 3.11), recorded in the catalog",
     "resolve": "Resolve the recipe's pip packages with uv before building (default on; --no-resolve skips)",
+    "api_only": "Sandbox only: register AMIs without provisioning anything (fast pipeline rehearsal)",
+    "extra_ca": "PEM CA bundle to trust during provisioning (TLS-intercepting proxies); or IMAGEFACTORY_EXTRA_CA",
     "json": "Print the result as JSON on stdout",
 })
 @boundary
 def bake(c: Any, repo: str, ref: str | None = None, name: str | None = None, regions: str | None = None,
-         sandbox: bool = False, python: str | None = None, resolve: bool = True, json: bool = False) -> None:
+         sandbox: bool = False, python: str | None = None, resolve: bool = True, api_only: bool = False,
+         extra_ca: str | None = None, json: bool = False) -> None:
     """Bake a repo into AMIs: repo -> recipe -> Packer -> one AMI per region -> catalog."""
     from imagefactory.bake import BakeOptions
     from imagefactory.bake import bake as run_bake
 
     opts = BakeOptions(repo=repo, ref=ref, name=name, regions=_csv(regions), sandbox=sandbox, python=python,
-                       resolve=resolve)
+                       resolve=resolve, api_only=api_only, extra_ca=extra_ca)
     result = run_bake(_home(), opts, say)
     emit(result.to_dict(), json, f"{result.image} {result.build_id}: " +
          ", ".join(f"{r}={a}" for r, a in sorted(result.amis.items())))
@@ -188,7 +191,9 @@ def _info(info: Any) -> dict[str, Any]:
             "state_dir": str(info.state_dir), "reused": info.reused}
 
 
+from imagefactory.tasks_instances import connect, instances, launch, start, stop, terminate  # noqa: E402
+
 recipe_ns = Collection("recipe", recipe_derive, check)
 catalog_ns = Collection("catalog", catalog_list, show)
 sandbox_ns = Collection("sandbox", up, status, down)
-ns = Collection(bake, recipe_ns, catalog_ns, sandbox_ns)
+ns = Collection(bake, launch, connect, instances, stop, start, terminate, recipe_ns, catalog_ns, sandbox_ns)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imagefactory.home import Home
+from imagefactory.home import Home, user_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
@@ -74,6 +74,14 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     stop_emulator(h)
 
 
+@pytest.fixture(scope="session")
+def example_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    """The home where the bundled example is baked with real provisioning (once), then launched."""
+    h = new_home(tmp_path_factory.mktemp("example") / "home")
+    yield h
+    stop_emulator(h)
+
+
 def stop_emulator(h: Home) -> None:
     from imagefactory.sandbox.emulator import down
 
@@ -83,7 +91,9 @@ def stop_emulator(h: Home) -> None:
 
 def cli_env(h: Home, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update({"IMAGEFACTORY_HOME": str(h.root), "HOME": str(h.root), **GIT_ENV, **extra})
+    # HOME is the test's home (no real ~/.aws, ~/.ssh); the machine-wide rootfs cache is shared
+    env.update({"IMAGEFACTORY_HOME": str(h.root), "HOME": str(h.root), "IMAGEFACTORY_CACHE": str(user_cache_dir()),
+                **GIT_ENV, **extra})
     return env
 
 

@@ -1,4 +1,9 @@
-"""End to end: the real CLI, the real Packer, the real emulator, git repos made in temp dirs."""
+"""End to end: the real CLI, the real Packer, the real emulator, git repos made in temp dirs.
+
+These test the pipeline's mechanics (resolution, recipes, rendering, Packer, tags, catalog, failures), so
+they bake with --api-only: the AMIs are registered without provisioning. Real provisioning of the
+bundled example is tested in test_bake_provision.py.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +43,8 @@ def builds_of(h: Home, name: str) -> list[catalog.Build]:
 def test_env_subfolder_repo_bakes_three_tagged_amis(shared_home: Home, make_repo: MakeRepo) -> None:
     repo = make_repo({"environment/requirements.txt": "six==1.16.0\n", "analysis.py": "print(1)\n"},
                      name="subfolder-env")
-    done = run_cli(shared_home, "bake", "--repo", repo.as_uri(), "--regions", THREE, "--json", check=True)
+    done = run_cli(shared_home, "bake", "--api-only", "--repo", repo.as_uri(), "--regions", THREE, "--json",
+                   check=True)
     assert done.stderr.splitlines()[0].startswith("SANDBOX:")
     result = json.loads(done.stdout)
     assert sorted(result["amis"]) == sorted(THREE.split(","))
@@ -65,7 +71,7 @@ def test_env_subfolder_repo_bakes_three_tagged_amis(shared_home: Home, make_repo
 
 def test_repo_without_env_files_bakes_a_default_recipe_and_says_so(shared_home: Home, make_repo: MakeRepo) -> None:
     repo = make_repo({"README.md": "nothing to install\n"}, name="bare-repo")
-    done = run_cli(shared_home, "bake", "--repo", repo.as_uri(), check=True)
+    done = run_cli(shared_home, "bake", "--api-only", "--repo", repo.as_uri(), check=True)
     assert "default" in done.stderr.lower()
     assert builds_of(shared_home, "bare-repo")[0].status == "available"
 
@@ -77,7 +83,7 @@ def test_repo_without_env_files_bakes_a_default_recipe_and_says_so(shared_home: 
 def test_malformed_env_file_is_one_line_naming_file_and_line(home: Home, make_repo: MakeRepo,
                                                              files: dict[str, str], expected: str) -> None:
     repo = make_repo(files, name="broken-env")
-    done = run_cli(home, "bake", "--repo", repo.as_uri())
+    done = run_cli(home, "bake", "--api-only", "--repo", repo.as_uri())
     assert done.returncode == 1
     error = done.stderr.strip().splitlines()[-1]
     assert error.startswith("error:") and expected in error
@@ -86,9 +92,9 @@ def test_malformed_env_file_is_one_line_naming_file_and_line(home: Home, make_re
 
 def test_unknown_region_and_missing_repo_fail_before_anything_is_built(home: Home, make_repo: MakeRepo) -> None:
     repo = make_repo({"requirements.txt": "six\n"}, name="regions")
-    done = run_cli(home, "bake", "--repo", repo.as_uri(), "--regions", "us-west-2,mars-north-1")
+    done = run_cli(home, "bake", "--api-only", "--repo", repo.as_uri(), "--regions", "us-west-2,mars-north-1")
     assert done.returncode == 1 and "unknown region 'mars-north-1'" in done.stderr
-    done = run_cli(home, "bake", "--repo", "file:///does/not/exist.git")
+    done = run_cli(home, "bake", "--api-only", "--repo", "file:///does/not/exist.git")
     assert done.returncode == 1 and "cannot fetch" in done.stderr
     assert not catalog.load(home.catalog_path("sandbox")).images
 
@@ -98,7 +104,8 @@ def test_values_with_shell_and_hcl_syntax_cannot_inject(shared_home: Home, make_
     repo = make_repo({"requirements.txt": "six\n"}, name="inject")
     branch = "x'\"${a}%{b}$(touch${IFS}pwned)`touch${IFS}pwned2`;"
     git(repo, "branch", branch)
-    done = run_cli(shared_home, "bake", "--repo", repo.as_uri(), "--ref", branch, "--json", check=True)
+    done = run_cli(shared_home, "bake", "--api-only", "--repo", repo.as_uri(), "--ref", branch, "--json",
+                   check=True)
     result = json.loads(done.stdout)
     image = ec2(shared_home, "us-west-2").describe_images(ImageIds=[result["amis"]["us-west-2"]])["Images"][0]
     assert {t["Key"]: t["Value"] for t in image["Tags"]}["imagefactory:ref"] == branch
@@ -108,7 +115,7 @@ def test_values_with_shell_and_hcl_syntax_cannot_inject(shared_home: Home, make_
 def test_go_template_braces_are_refused_before_packer(shared_home: Home, make_repo: MakeRepo) -> None:
     repo = make_repo({"requirements.txt": "six\n"}, name="braces")
     git(repo, "branch", "feature-{{.Env}}")
-    done = run_cli(shared_home, "bake", "--repo", repo.as_uri(), "--ref", "feature-{{.Env}}")
+    done = run_cli(shared_home, "bake", "--api-only", "--repo", repo.as_uri(), "--ref", "feature-{{.Env}}")
     assert done.returncode == 1 and "Go template" in done.stderr
 
 
@@ -119,7 +126,7 @@ def test_packer_failure_records_a_failed_build_and_shows_the_log(home: Home, mak
         client = ec2(home, region)
         for image in client.describe_images(Owners=["099720109477"])["Images"]:
             client.deregister_image(ImageId=image["ImageId"])
-    done = run_cli(home, "bake", "--repo", repo.as_uri())
+    done = run_cli(home, "bake", "--api-only", "--repo", repo.as_uri())
     assert done.returncode == 1
     assert "packer build failed" in done.stderr and "packer.log" in done.stderr
     (build,) = builds_of(home, "doomed")
@@ -130,8 +137,8 @@ def test_packer_failure_records_a_failed_build_and_shows_the_log(home: Home, mak
 def test_ctrl_c_cancels_packer_cleans_up_and_records_interrupted(home: Home, make_repo: MakeRepo) -> None:
     repo = make_repo({"requirements.txt": "six\n"}, name="cancelled")
     run_cli(home, "sandbox.up", check=True)
-    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", "bake", "--repo",
-            repo.as_uri()]
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", "bake", "--api-only",
+            "--repo", repo.as_uri()]
     env = cli_env(home, AWS_POLL_DELAY_SECONDS="2")  # slow Packer's waits so the interrupt lands mid-build
     proc = subprocess.Popen(argv, cwd=home.root, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -157,7 +164,8 @@ def test_ctrl_c_cancels_packer_cleans_up_and_records_interrupted(home: Home, mak
 
 def test_concurrent_bakes_of_different_images_all_land(shared_home: Home, make_repo: MakeRepo) -> None:
     repos = [make_repo({"requirements.txt": "six\n"}, name=f"parallel-{i}") for i in range(3)]
-    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", "bake", "--repo"]
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", "bake", "--api-only",
+            "--repo"]
     procs = [subprocess.Popen([*argv, r.as_uri()], cwd=shared_home.root, env=cli_env(shared_home),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in repos]
     for proc in procs:
@@ -170,7 +178,7 @@ def test_concurrent_bakes_of_different_images_all_land(shared_home: Home, make_r
 
 def test_emulator_restart_keeps_every_catalogued_ami(home: Home, make_repo: MakeRepo) -> None:
     repo = make_repo({"requirements.txt": "six\n"}, name="survivor")
-    result = json.loads(run_cli(home, "bake", "--repo", repo.as_uri(), "--json", check=True).stdout)
+    result = json.loads(run_cli(home, "bake", "--api-only", "--repo", repo.as_uri(), "--json", check=True).stdout)
     run_cli(home, "sandbox.down", check=True)
     assert "not running" in run_cli(home, "sandbox.status", check=True).stdout
     run_cli(home, "sandbox.up", check=True)
@@ -181,7 +189,7 @@ def test_emulator_restart_keeps_every_catalogued_ami(home: Home, make_repo: Make
 
 def test_bundled_example_bakes_and_catalog_show_prints_it(shared_home: Home) -> None:
     example = Path(__file__).resolve().parent.parent / "examples" / "hello-binder"
-    run_cli(shared_home, "bake", "--repo", str(example), check=True)
+    run_cli(shared_home, "bake", "--api-only", "--repo", str(example), check=True)
     shown = run_cli(shared_home, "catalog.show", "hello-binder", check=True).stdout
     assert "dir-sha256:" in shown and "available" in shown
     missing = run_cli(shared_home, "catalog.show", "nope")

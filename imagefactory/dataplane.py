@@ -1,0 +1,97 @@
+"""Where a build's provisioning runs, and how Packer gets there.
+
+On AWS, Packer provisions the EC2 build instance over SSH with its own temporary key. In the sandbox,
+the emulator has no machines, so the build instance's SSH is a local Debian rootfs (`BuildRoot`) with
+sshd on a loopback port, reached with a key imported into the emulator: the *same* template and scripts
+run for real. `plan` decides (pure); `sandbox_machine` and `pack_image` do it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagefactory.cloud.target import Target
+from imagefactory.errors import SandboxError
+from imagefactory.home import Home, rootfs_cache_dir
+from imagefactory.recipe.model import Recipe
+from imagefactory.render import SshEndpoint
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    provision: bool
+    notice: str | None = None
+
+
+def plan(target_kind: str, *, api_only: bool, supported: tuple[bool, str]) -> Plan:
+    """Provision for real on AWS always; in the sandbox unless --api-only or this machine cannot."""
+    if target_kind != "sandbox":
+        return Plan(provision=True)
+    if api_only:
+        return Plan(False, "API-only sandbox bake (--api-only): AMIs are registered, nothing is installed")
+    ok, why = supported
+    if not ok:
+        return Plan(False, f"API-only sandbox bake: {why}; AMIs are registered, nothing is installed")
+    return Plan(True)
+
+
+def image_path(home: Home, build_id: str) -> Path:
+    """The packed root filesystem of a sandbox build: the content of every AMI tagged with its build id."""
+    return home.sandbox_dir / "images" / f"{build_id}.tar.zst"
+
+
+def _build_key(build_dir: Path) -> tuple[Path, str]:
+    key = build_dir / "build-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "imagefactory-build", "-f", str(key)],
+                   check=True, capture_output=True)
+    key.chmod(0o400)
+    return key, (build_dir / "build-key.pub").read_text().strip()
+
+
+@contextmanager
+def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Path, *,
+                    extra_ca: Path | None, progress: Progress) -> Iterator[tuple[SshEndpoint, Path]]:
+    """A running build root for Packer to provision: yields its SSH endpoint and the rootfs path.
+
+    The build key is imported into the emulator (Packer launches the emulated instance with it) and
+    removed afterwards; the rootfs's processes and mounts are gone when this exits, on any path.
+    """
+    from imagefactory.sandbox.rootfs import BuildRoot
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    private_key, public_key = _build_key(build_dir)
+    keypair = f"imagefactory-build-{build_id}"
+    ec2 = target.client("ec2", recipe.image.regions[0])
+    ec2.import_key_pair(KeyName=keypair, PublicKeyMaterial=public_key.encode())
+    try:
+        with BuildRoot(rootfs_cache_dir(), build_dir, login_user=recipe.image.login_user,
+                       authorized_key=public_key, extra_ca=extra_ca, progress=progress) as root:
+            progress(f"sandbox: build root {root.root} serving ssh on 127.0.0.1:{root.port}")
+            yield SshEndpoint("127.0.0.1", root.port, keypair, str(private_key)), root.root
+    finally:
+        ec2.delete_key_pair(KeyName=keypair)
+
+
+def pack_image(home: Home, rootfs: Path, build_id: str, progress: Progress) -> Path:
+    """Pack the provisioned rootfs as the sandbox AMIs' content, then drop the unpacked tree."""
+    from imagefactory.sandbox.rootfs import pack, remove_tree
+
+    dest = image_path(home, build_id)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    info = pack(rootfs, dest)
+    remove_tree(rootfs)
+    progress(f"sandbox: image packed to {dest} ({info.packed_bytes / 1e6:.0f} MB, "
+             f"{info.unpacked_bytes / 1e6:.0f} MB unpacked)")
+    return dest
+
+
+def check_sandbox_needs(problems: list[str]) -> None:
+    if problems:
+        raise SandboxError("the sandbox cannot build this recipe: " + "; ".join(problems),
+                           "bake on AWS for the real thing, or rehearse as the message says")

@@ -1,0 +1,251 @@
+"""The provisioning contract: the config the image's scripts read, and the folder Packer uploads.
+
+Packer (amazon-ebs on AWS or against the sandbox emulator) connects over SSH as the recipe's login user,
+then, in this order:
+
+1. `file` provisioner: `source = "${path.root}/provision"` (NO trailing slash), `destination =
+   "/tmp/imagefactory"` (`REMOTE_DIR`): scp then creates the folder from `provision/` (made by
+   `stage_provision_dir`). With a trailing slash Packer 1.6.6 fails ("scp: /tmp/imagefactory: Is a
+   directory") because the destination does not exist yet. The folder holds `config.json`, `repo.tar`,
+   `scripts/`, `files/` and, optionally, `extra-ca.pem`.
+2. `shell` provisioner: runs `packer/scripts/10-base.sh` … `85-manifest.sh` (`stage_scripts()[0]`) with
+   `execute_command = EXECUTE_COMMAND`, i.e. as root with IF_CONFIG and IF_DIR set.
+3. `file` provisioner, `direction = "download"`: `/etc/imagefactory/manifest.json` into the build dir.
+4. `shell` provisioner: `90-cleanup.sh`, `95-secret-scan.sh` (`stage_scripts()[1]`), same command.
+
+`repo.tar` holds the checkout at the recorded commit. For a git checkout (any commit that is not a
+`dir-sha256:` digest) it is a bare clone `repo.git/` of the checkout (shallow if the checkout is;
+`git bundle` cannot carry a shallow history); `source.archive` is `"git"`. For a plain directory it holds
+the directory's files (without `.git`); `source.archive` is `"files"`.
+
+config.json (config_version 1); every value reaches the scripts verbatim, as data:
+
+    config_version  1
+    build_id        str                      the bake's build id
+    target          "aws" | "sandbox"
+    recipe          {name: str, digest: "sha256:…"}
+    source          {repo: str (URL or path, becomes `origin`), ref: str | null, commit: str,
+                     archive: "git" | "files", dirname: str (the recipe name; the repo lands in
+                     ~login_user/<dirname>)}
+    login_user      str
+    python          {version: "3.X", downloads: "never" (sandbox) | "automatic" (aws)}
+    apt             [str]                    Debian/Ubuntu package names
+    conda           [str]                    repo-relative conda environment files (micromamba)
+    pip             [str]                    repo-relative pip requirement files (uv, pip fallback)
+    pipfile         str | null               repo-relative Pipfile (Pipfile.lock beside it wins)
+    install_repo    bool                     install the repo itself (editable) into the kernel env
+    post_build      [str]                    repo-relative scripts to run (only those with run: true)
+    kernel          {name: str, display_name: str}
+    jupyter         {port: int, extensions: [str], token_file: ".jupyter/imagefactory-token"
+                     (relative to the login user's home)}
+    autostop_minutes int | null              idle minutes before the instance stops itself; null: never
+    prefix          "/opt/imagefactory"      server/, kernel/, tools/, bin/ live under it
+    versions        {packer: str, factory: str}
+
+Only `stage_provision_dir` touches the disk; everything else here is pure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from imagefactory import proc
+from imagefactory.errors import RenderError, RepoError
+from imagefactory.recipe.model import APT_RE, NAME_RE, Recipe
+
+CONFIG_VERSION = 1
+TARGETS = ("aws", "sandbox")
+SANDBOX_PYTHON = "3.11"
+PREFIX = "/opt/imagefactory"
+REMOTE_DIR = "/tmp/imagefactory"
+MANIFEST_PATH = "/etc/imagefactory/manifest.json"
+TOKEN_FILE = ".jupyter/imagefactory-token"
+EXECUTE_COMMAND = (f"sudo -E env IF_CONFIG={REMOTE_DIR}/config.json IF_DIR={REMOTE_DIR} "
+                   "bash '{{ .Path }}'")
+PACKER_DIR = Path(__file__).resolve().parents[1] / "packer"
+DIR_COMMIT_PREFIX = "dir-sha256:"
+KERNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+STAGE_RE = re.compile(r"(\d\d)-[a-z0-9-]+\.sh")
+LAST_STAGE_BEFORE_DOWNLOAD = 85
+PYPI_URL = "https://pypi.org/simple/pip/"
+CONDA_URL = "https://conda.anaconda.org/conda-forge/noarch/current_repodata.json"
+MICROMAMBA_URL = "https://micro.mamba.pm/api/micromamba/linux-64/latest"
+
+Probe = Callable[[str], bool]
+
+
+def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, factory_version: str,
+                     target: str, autostop_minutes: int | None, kernel_name: str) -> dict:
+    """The JSON-able config.json for one build (schema in the module docstring). Pure."""
+    _check_inputs(recipe, build_id=build_id, target=target, autostop_minutes=autostop_minutes,
+                  kernel_name=kernel_name)
+    env = recipe.environment
+    return {
+        "config_version": CONFIG_VERSION,
+        "build_id": build_id,
+        "target": target,
+        "recipe": {"name": recipe.name, "digest": recipe.digest()},
+        "source": {
+            "repo": recipe.source.repo,
+            "ref": recipe.source.ref,
+            "commit": recipe.source.commit,
+            "archive": archive_kind(recipe.source.commit),
+            "dirname": recipe.name,
+        },
+        "login_user": recipe.image.login_user,
+        "python": {"version": env.python.version,
+                   "downloads": "never" if target == "sandbox" else "automatic"},
+        "apt": list(env.apt),
+        "conda": list(env.conda),
+        "pip": list(env.pip),
+        "pipfile": env.pipfile,
+        "install_repo": env.install_repo,
+        "post_build": [p.path for p in env.post_build if p.run],
+        "kernel": {"name": kernel_name,
+                   "display_name": f"Python {env.python.version} ({recipe.name})"},
+        "jupyter": {"port": recipe.jupyter.port, "extensions": list(recipe.jupyter.extensions),
+                    "token_file": TOKEN_FILE},
+        "autostop_minutes": autostop_minutes,
+        "prefix": PREFIX,
+        "versions": {"packer": packer_version, "factory": factory_version},
+    }
+
+
+def _check_inputs(recipe: Recipe, *, build_id: str, target: str, autostop_minutes: int | None,
+                  kernel_name: str) -> None:
+    if target not in TARGETS:
+        raise RenderError(f"unknown provisioning target {target!r}", f"use one of {', '.join(TARGETS)}")
+    if not KERNEL_NAME_RE.fullmatch(kernel_name):
+        raise RenderError(f"kernel name {kernel_name!r} is not usable",
+                          "use letters, digits, '.', '_' and '-' (at most 64), starting alphanumeric")
+    if not build_id.strip():
+        raise RenderError("the build id is empty", "pass the bake's build id")
+    if autostop_minutes is not None and not 1 <= autostop_minutes <= 7 * 24 * 60:
+        raise RenderError(f"autostop of {autostop_minutes} minutes is out of range",
+                          "give 1 to 10080 minutes, or none to never stop")
+    if not NAME_RE.fullmatch(recipe.name):
+        raise RenderError(f"recipe name {recipe.name!r} cannot name a folder", "fix the recipe's name")
+    bad = [name for name in recipe.environment.apt if not APT_RE.fullmatch(name)]
+    if bad:
+        raise RenderError(f"apt package names {bad!r} are not valid", "use Debian package names")
+
+
+def archive_kind(commit: str) -> str:
+    """"files" for a plain directory (its commit is a content digest), else "git"."""
+    return "files" if commit.startswith(DIR_COMMIT_PREFIX) else "git"
+
+
+def stage_scripts(packer_dir: Path = PACKER_DIR) -> tuple[list[Path], list[Path]]:
+    """The NN-stage.sh scripts in run order: (up to 85-manifest, after the manifest download)."""
+    names = sorted(p for p in (packer_dir / "scripts").iterdir() if STAGE_RE.fullmatch(p.name))
+    before = [p for p in names if int(p.name[:2]) <= LAST_STAGE_BEFORE_DOWNLOAD]
+    return before, [p for p in names if p not in before]
+
+
+def stage_provision_dir(build_dir: Path, recipe: Recipe, config: dict, checkout: Path,
+                        extra_ca: Path | None, *, packer_dir: Path = PACKER_DIR) -> Path:
+    """Make `build_dir/provision/` (replacing any old one) for Packer to upload; return its path."""
+    if config["source"]["commit"] != recipe.source.commit:
+        raise RenderError("config.json and the recipe name different commits", "render the config again")
+    out = build_dir / "provision"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(packer_dir / "scripts", out / "scripts", ignore=ignore)
+    shutil.copytree(packer_dir / "files", out / "files", ignore=ignore)
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if config["source"]["archive"] == "git":
+        _tar_git(checkout, recipe.source.commit, out / "repo.tar")
+    else:
+        _tar_files(checkout, out / "repo.tar")
+    if extra_ca is not None:
+        shutil.copyfile(extra_ca, out / "extra-ca.pem")
+    return out
+
+
+def _git(*args: str) -> str:
+    try:
+        return proc.run(["git", *args]).stdout.strip()
+    except proc.CommandError as err:
+        raise RepoError(f"packing the repo for the image failed: {err.message}", err.hint) from None
+
+
+def _tar_git(checkout: Path, commit: str, dest: Path) -> None:
+    """repo.tar holding `repo.git/`, a bare clone of `checkout` that contains `commit`."""
+    with tempfile.TemporaryDirectory(prefix="if-repo-") as tmp:
+        bare = Path(tmp) / "repo.git"
+        _git("clone", "--quiet", "--bare", "--no-local", "--", str(checkout), str(bare))
+        if not _has_commit(bare, commit):
+            if _git("-C", str(checkout), "rev-parse", "HEAD") != commit:
+                raise RepoError(f"commit {commit} is on no branch of {checkout} and is not its HEAD",
+                                "check out the recorded commit before baking")
+            _git("-C", str(bare), "fetch", "--quiet", "--no-tags", "--", str(checkout),
+                 "+HEAD:refs/imagefactory/build")
+        with tarfile.open(dest, "w") as tar:
+            tar.add(bare, arcname="repo.git", filter=_root_owned)
+
+
+def _has_commit(repo: Path, commit: str) -> bool:
+    probe = ["git", "-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"]
+    return proc.run(probe, check=False).returncode == 0
+
+
+def _tar_files(checkout: Path, dest: Path) -> None:
+    with tarfile.open(dest, "w") as tar:
+        for child in sorted(checkout.iterdir()):
+            if child.name != ".git":
+                tar.add(child, arcname=child.name, filter=_root_owned)
+
+
+def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def preflight(recipe: Recipe, *, target: str, probe: Probe | None = None) -> list[str]:
+    """Problems that would make a build fail for want of something this machine cannot give.
+
+    Only the sandbox is checked: there the build runs here, on the rootfs's own Python, with this
+    machine's network. `probe(url)` says whether a URL answers (default: a HEAD request). Pure given
+    `probe`.
+    """
+    if target != "sandbox":
+        return []
+    probe = probe or url_answers
+    env, problems = recipe.environment, []
+    if env.python.version != SANDBOX_PYTHON:
+        problems.append(f"the recipe wants Python {env.python.version} but the sandbox rootfs has only "
+                        f"{SANDBOX_PYTHON}; rehearse with --python {SANDBOX_PYTHON}")
+    if not probe(PYPI_URL):
+        problems.append("the package index (pypi.org) does not answer from here; the sandbox build "
+                        "installs uv and JupyterLab from it")
+    if env.conda:
+        files = ", ".join(env.conda)
+        for url, what in ((CONDA_URL, "conda channels (conda.anaconda.org)"),
+                          (MICROMAMBA_URL, "the micromamba download (micro.mamba.pm)")):
+            if not probe(url):
+                problems.append(f"the recipe installs {files} with micromamba but {what} do not answer "
+                                "from here; bake for AWS, or rehearse with pip requirements instead")
+    return problems
+
+
+def url_answers(url: str, timeout: float = 8.0) -> bool:
+    """True when the server answers at all (any HTTP status); False on DNS, TCP or TLS failure."""
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False

@@ -1,0 +1,101 @@
+"""Write /etc/imagefactory/manifest.json: what this image holds and how it was made.
+
+    python3 if_manifest.py CONFIG REPO_DIR OUT
+
+Fields: manifest_version, build_id, target, recipe {name, digest}, repo {url, ref, commit, head},
+python {requested, version, executable}, kernel {name, display_name, prefix}, package_tool and
+packages [{name, version}] of the kernel env (`uv pip list --format json`, or `micromamba list --json`
+for a conda kernel env), jupyterlab (version), jupyter {port, token_file}, autostop_minutes,
+login_user, base_os, versions {packer, factory, uv}, created (UTC, ISO 8601). Written atomically,
+mode 0644. Runs on the image's system python3 (3.10 or newer).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+PREFIX = "/opt/imagefactory"
+KERNEL = f"{PREFIX}/kernel"
+SERVER = f"{PREFIX}/server"
+MICROMAMBA = f"{PREFIX}/bin/micromamba"
+UV = f"{PREFIX}/tools/bin/uv"
+
+
+def output(argv: list) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def packages(conda: bool) -> tuple:
+    if conda:
+        listed = json.loads(output([MICROMAMBA, "list", "-p", KERNEL, "--json"]))
+        return "micromamba list", [{"name": p["name"], "version": p["version"],
+                                    "channel": p.get("channel", "")} for p in listed]
+    listed = json.loads(output([UV, "pip", "list", "--format", "json", "--python", f"{KERNEL}/bin/python"]))
+    return "uv pip list", [{"name": p["name"], "version": p["version"]} for p in listed]
+
+
+def os_name() -> str:
+    try:
+        with open("/etc/os-release", encoding="utf-8") as fh:
+            pairs = dict(line.rstrip("\n").split("=", 1) for line in fh if "=" in line)
+    except OSError:
+        return "unknown"
+    return pairs.get("PRETTY_NAME", "unknown").strip('"')
+
+
+def repo_head(repo_dir: str) -> str | None:
+    if not os.path.isdir(os.path.join(repo_dir, ".git")):
+        return None
+    return output(["git", "-c", f"safe.directory={repo_dir}", "-C", repo_dir, "rev-parse", "HEAD"])
+
+
+def manifest(config: dict, repo_dir: str) -> dict:
+    tool, pkgs = packages(bool(config["conda"]))
+    version = output([f"{KERNEL}/bin/python", "-c", "import platform; print(platform.python_version())"])
+    return {
+        "manifest_version": 1,
+        "build_id": config["build_id"],
+        "target": config["target"],
+        "recipe": config["recipe"],
+        "repo": {"url": config["source"]["repo"], "ref": config["source"]["ref"],
+                 "commit": config["source"]["commit"], "head": repo_head(repo_dir), "path": repo_dir},
+        "python": {"requested": config["python"]["version"], "version": version,
+                   "executable": f"{KERNEL}/bin/python"},
+        "kernel": {**config["kernel"], "prefix": KERNEL},
+        "package_tool": tool,
+        "packages": pkgs,
+        "jupyterlab": output([f"{SERVER}/bin/jupyter-lab", "--version"]),
+        "jupyter": {"port": config["jupyter"]["port"], "token_file": config["jupyter"]["token_file"]},
+        "autostop_minutes": config["autostop_minutes"],
+        "login_user": config["login_user"],
+        "base_os": os_name(),
+        "versions": {**config["versions"], "uv": output([UV, "--version"]).split()[-1]},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def main(argv: list) -> int:
+    if len(argv) != 4:
+        raise SystemExit("usage: if_manifest.py CONFIG REPO_DIR OUT")
+    with open(argv[1], encoding="utf-8") as fh:
+        config = json.load(fh)
+    data = manifest(config, argv[2])
+    write(argv[3], data)
+    print(f"manifest: {argv[3]}: commit {data['repo']['commit']}, Python {data['python']['version']}, "
+          f"JupyterLab {data['jupyterlab']}, {len(data['packages'])} packages ({data['package_tool']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# 80-smoke: fail the bake unless the kernel env imports the recipe's top-level packages, the server
+# env's `jupyter kernelspec list` shows the kernel, and JupyterLab starts, answers /api/status with a
+# token and starts the kernel (if_smoke_server.py, as the login user on a free loopback port).
+set -euo pipefail
+IF_STAGE=80-smoke
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "${IF_DIR:?IF_DIR is not set}/scripts/lib.sh"
+
+repo=$(if_repo_dir)
+kernel_name=$(if_get kernel.name)
+
+if_log "kernel env imports"
+(cd "$repo" && if_as_user "$IF_KERNEL/bin/python" "$IF_DIR/files/if_smoke_imports.py" "$IF_CONFIG" "$repo") ||
+    if_die "the kernel env cannot import the recipe's packages (see above)"
+
+if_log "jupyter kernelspec list (server env)"
+specs=$(if_as_user "$IF_SERVER/bin/jupyter" kernelspec list)
+printf '%s\n' "$specs"
+awk -v name="$kernel_name" '$1 == name { found = 1 } END { exit !found }' <<<"$specs" ||
+    if_die "kernel '$kernel_name' is not listed by the server env"
+
+if_log "JupyterLab starts and answers"
+(cd "$repo" && if_as_user "$IF_SERVER/bin/python" "$IF_DIR/files/if_smoke_server.py" "$kernel_name" "$IF_KERNEL") ||
+    if_die "JupyterLab smoke test failed (see above)"
+if_log "smoke test passed"

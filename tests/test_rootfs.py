@@ -1,0 +1,469 @@
+"""The sandbox rootfs for real: debootstrap base (cached per machine), BuildRoot's sshd and cleanup, and
+the provisioning scripts run over SSH exactly as the Packer template runs them.
+
+Needs root, debootstrap and PyPI. The base rootfs is cached where bakes cache it
+(`imagefactory.home.rootfs_cache_dir()`), so debootstrap runs once per machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from imagefactory import provision
+from imagefactory.home import rootfs_cache_dir
+from imagefactory.recipe.model import Environment, Jupyter, PostBuild, PythonSpec, Recipe, Source
+from imagefactory.sandbox import rootfs
+
+CACHE = rootfs_cache_dir()
+USER = "ubuntu"
+HOSTILE_URL = "https://example.invalid/a'b\"c$(touch /tmp/if-pwned)`touch /tmp/if-pwned2`\nx.git"
+
+supported, why = rootfs.sandbox_supported()
+needs_sandbox = pytest.mark.skipif(not supported, reason=why)
+
+
+# ------------------------------------------------------------------------------------------- pure
+
+def test_pick_mirror_reads_deb822_and_one_line_sources() -> None:
+    deb822 = ("Types: deb\n# http://snapshot.debian.org/x\nURIs: http://mirror.example/debian\n"
+              "Suites: bookworm bookworm-updates\nComponents: main\n\n"
+              "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n")
+    assert rootfs.pick_mirror([deb822]) == "http://mirror.example/debian"
+    one_line = "deb [arch=amd64] https://m.example/debian bookworm main\n"
+    assert rootfs.pick_mirror(["deb https://x.example/ubuntu jammy main\n", one_line]) == "https://m.example/debian"
+    assert rootfs.pick_mirror(["deb http://m.example/debian trixie main\n"]) == rootfs.DEFAULT_MIRROR
+
+
+def test_split_pem_finds_each_certificate() -> None:
+    cert = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----"
+    assert rootfs.split_pem(f"junk\n{cert}\n\n{cert}  \n") == [cert + "\n", cert + "\n"]
+
+
+def test_mount_plan_covers_kernel_filesystems() -> None:
+    targets = [args[-1] for args in rootfs.mount_plan("/r")]
+    assert targets == ["/r/proc", "/r/sys", "/r/dev", "/r/dev/pts", "/r/dev/shm", "/r/run"]
+
+
+def test_pack_and_unpack_round_trip(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc/a").write_text("hello\n")
+    (tree / "etc/link").symlink_to("a")
+    os.chmod(tree / "etc/a", 0o640)
+    info = rootfs.pack(tree, tmp_path / "out/img.tar.zst")
+    assert info.path.is_file() and info.packed_bytes > 0 and info.unpacked_bytes == 6 + 1
+    rootfs.unpack(info.path, tmp_path / "back")
+    assert (tmp_path / "back/etc/a").read_text() == "hello\n"
+    assert os.readlink(tmp_path / "back/etc/link") == "a"
+    assert (tmp_path / "back/etc/a").stat().st_mode & 0o777 == 0o640
+
+
+# ------------------------------------------------------------------------------------ ssh helpers
+
+@dataclass
+class Ssh:
+    """ssh/scp to the build root over one multiplexed connection, as Packer keeps one session open."""
+
+    port: int
+    key: Path
+    control: Path
+
+    def options(self) -> list[str]:
+        return ["-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ControlMaster=auto",
+                "-o", f"ControlPath={self.control}", "-o", "ControlPersist=600"]
+
+    def run(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        argv = ["ssh", *self.options(), "-p", str(self.port), f"{USER}@127.0.0.1", command]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def upload(self, local: Path, remote: str) -> None:
+        argv = ["scp", *self.options(), "-q", "-r", "-P", str(self.port), str(local), f"{USER}@127.0.0.1:{remote}"]
+        subprocess.run(argv, check=True, timeout=120)
+
+    def download(self, remote: str, local: Path) -> None:
+        argv = ["scp", *self.options(), "-q", "-P", str(self.port), f"{USER}@127.0.0.1:{remote}", str(local)]
+        subprocess.run(argv, check=True, timeout=120)
+
+    def close(self) -> None:
+        argv = ["ssh", *self.options(), "-p", str(self.port), "-O", "exit", f"{USER}@127.0.0.1"]
+        subprocess.run(argv, capture_output=True, check=False, timeout=30)
+
+    def stage(self, script: Path, n: int) -> subprocess.CompletedProcess[str]:
+        """Upload one stage to a throwaway path and run it with the template's execute_command."""
+        remote = f"/tmp/script_{n}.sh"
+        self.upload(script, remote)
+        command = provision.EXECUTE_COMMAND.replace("{{ .Path }}", remote)
+        return self.run(f"{command} 2>&1; rc=$?; rm -f {remote}; exit $rc")
+
+
+def keypair(tmp: Path) -> tuple[Path, str]:
+    key = tmp / "build_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "imagefactory-build", "-f", str(key)],
+                   check=True)
+    return key, (tmp / "build_key.pub").read_text()
+
+
+def assert_quiet(root: Path) -> None:
+    assert rootfs.processes_in(root) == []
+    with open("/proc/mounts", encoding="utf-8") as fh:
+        assert str(root) not in fh.read()
+
+
+# ------------------------------------------------------------------------------- BuildRoot itself
+
+@needs_sandbox
+def test_buildroot_serves_ssh_and_cleans_up(tmp_path: Path) -> None:
+    key, pub = keypair(tmp_path)
+    ssh = Ssh(0, key, tmp_path / "ctl")
+    with rootfs.BuildRoot(CACHE, tmp_path / "work", login_user=USER, authorized_key=pub) as root:
+        ssh.port = root.port
+        done = ssh.run("true && sudo -n id -u && test -s /etc/ssl/certs/ca-certificates.crt")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "0"
+        assert rootfs.processes_in(root.root), "sshd runs inside the rootfs"
+        assert root.run(["test", "-d", "/proc/self"]).returncode == 0
+        ssh.close()
+    assert_quiet(root.root)
+    assert (root.root / "etc/os-release").is_file(), "the tree stays for packing"
+    rootfs.remove_tree(root.root)
+    with pytest.raises(KeyboardInterrupt), rootfs.BuildRoot(CACHE, tmp_path / "w2", login_user=USER,
+                                                            authorized_key=pub) as root2:
+        raise KeyboardInterrupt
+    assert_quiet(root2.root)
+    assert not root2.root.exists(), "a failed build's tree is removed"
+
+
+@needs_sandbox
+def test_buildroot_cleans_up_on_sigterm(tmp_path: Path) -> None:
+    _, pub = keypair(tmp_path)
+    program = ("import sys, time; from pathlib import Path; from imagefactory.sandbox import rootfs\n"
+               f"with rootfs.BuildRoot(Path({str(CACHE)!r}), Path({str(tmp_path / 'w')!r}), "
+               f"login_user='ubuntu', authorized_key={pub!r}):\n"
+               "    print('up', flush=True); time.sleep(120)\n")
+    child = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[1])
+    assert child.stdout is not None and child.stdout.readline().strip() == "up"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    assert_quiet(tmp_path / "w/rootfs")
+    assert not (tmp_path / "w/rootfs").exists(), "an interrupted build's tree is removed"
+
+
+# ------------------------------------------------------------------------- provisioning over SSH
+
+def git(repo: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@e", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@e")
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+                          env=env).stdout.strip()
+
+
+def example_repo(path: Path, files: dict[str, str]) -> str:
+    path.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "example")
+    return git(path, "rev-parse", "HEAD")
+
+
+def example_recipe(repo: str, commit: str, *, pip: tuple[str, ...] = ("requirements.txt",),
+                   post_build: tuple[PostBuild, ...] = (), port: int = 8889) -> Recipe:
+    env = Environment(python=PythonSpec(version="3.11", source="override", reason="sandbox rehearsal"),
+                      pip=pip, post_build=post_build)
+    return Recipe(name="tiny", source=Source(repo=repo, ref="main", commit=commit), environment=env,
+                  jupyter=Jupyter(port=port))
+
+
+def stage_dir(tmp: Path, name: str, recipe: Recipe, checkout: Path, autostop: int | None = 45) -> Path:
+    config = provision.provision_config(recipe, build_id=f"b-{name}", packer_version="1.6.6",
+                                        factory_version="0.1.0", target="sandbox",
+                                        autostop_minutes=autostop, kernel_name="tiny")
+    return provision.stage_provision_dir(tmp / name, recipe, config, checkout, None)
+
+
+@dataclass
+class Provisioned:
+    port: int
+    outputs: dict[str, str]
+    manifest: dict
+    files: dict[str, str]
+    failures: dict[str, str]
+    seconds: float
+
+
+def run_stages(ssh: Ssh, stages: list[Path], outputs: dict[str, str]) -> None:
+    for n, script in enumerate(stages):
+        done = ssh.stage(script, n)
+        outputs[script.stem] = done.stdout
+        assert done.returncode == 0, f"{script.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-1000:]}"
+
+
+def reupload(ssh: Ssh, provision_dir: Path) -> None:
+    assert ssh.run("sudo rm -rf /tmp/imagefactory").returncode == 0
+    ssh.upload(provision_dir, provision.REMOTE_DIR)
+
+
+def failure_cases(ssh: Ssh, tmp: Path) -> dict[str, str]:
+    """Over the still-open session (the build key is gone): a missing package and a planted key."""
+    failures = {}
+    bad_repo = tmp / "bad-repo"
+    commit = example_repo(bad_repo, {"requirements.txt": "six\nno-such-package-imagefactory-test==1.0\n"})
+    reupload(ssh, stage_dir(tmp, "bad", example_recipe(str(bad_repo), commit), bad_repo))
+    done = ssh.stage(provision.PACKER_DIR / "scripts/40-kernel-env.sh", 40)
+    failures["missing-package"] = f"rc={done.returncode}\n{done.stdout}"
+    leaky_repo = tmp / "leaky-repo"
+    commit = example_repo(leaky_repo, {"requirements.txt": "six\n",
+                                       "notes/creds.ini": "[default]\naws_access_key_id = AKIA" + "IOSFODNN7EXAMPLE\n"})
+    reupload(ssh, stage_dir(tmp, "leaky", example_recipe(str(leaky_repo), commit), leaky_repo))
+    for n, name in ((50, "50-repo.sh"), (95, "95-secret-scan.sh")):
+        done = ssh.stage(provision.PACKER_DIR / "scripts" / name, n)
+        failures[name] = f"rc={done.returncode}\n{done.stdout}"
+    return failures
+
+
+def service_start(root: rootfs.BuildRoot, files: dict[str, str]) -> str:
+    """Start JupyterLab as systemd would at boot: the unit's ExecStartPre and ExecStart, its User= and
+    EnvironmentFile; check it answers with the token the token maker wrote; stop it; drop the token."""
+    env = dict(line.split("=", 1) for line in files["env"].splitlines())
+    unit = dict(re.findall(r"^(ExecStartPre|ExecStart)=(.*)$", files["unit"], re.MULTILINE))
+    expand = [re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], w) for w in unit["ExecStart"].split()]
+    as_user = ["runuser", "-u", USER, "--", "env", f"HOME=/home/{USER}", *(f"{k}={v}" for k, v in env.items())]
+    made = root.run([*as_user, unit["ExecStartPre"]])
+    assert made.returncode == 0, made.stderr
+    token_file = root.root / env["JUPYTER_TOKEN_FILE"].lstrip("/")
+    token = token_file.read_text()
+    assert len(token) == 64 and token_file.stat().st_mode & 0o777 == 0o600
+    server = subprocess.Popen(root.command([*as_user, *expand]), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{env['IF_JUPYTER_PORT']}/api/status"
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return f"status {response.status}"
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        return "no answer"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        token_file.unlink()
+
+
+@pytest.fixture(scope="module")
+def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
+    if not supported:
+        pytest.skip(why)
+    tmp = tmp_path_factory.mktemp("provision")
+    repo = tmp / "repo"
+    commit = example_repo(repo, {
+        "requirements.txt": "requests\nsix\n",
+        "postBuild": "echo \"post-build ran as $(whoami) in $(pwd)\" > post-build.out\n",
+        "tiny/__init__.py": "VALUE = 1\n",
+    })
+    (tmp / "pwned-check").mkdir()
+    port = rootfs.free_port()
+    recipe = example_recipe(HOSTILE_URL, commit, post_build=(PostBuild("postBuild", run=True),), port=port)
+    provision_dir = stage_dir(tmp, "build", recipe, repo)
+    before, after = provision.stage_scripts()
+    key, pub = keypair(tmp)
+    with rootfs.BuildRoot(CACHE, tmp / "work", login_user=USER, authorized_key=pub) as root:
+        ssh = Ssh(root.port, key, tmp / "ctl")
+        started = time.monotonic()
+        outputs: dict[str, str] = {}
+        ssh.upload(provision_dir, provision.REMOTE_DIR)
+        run_stages(ssh, before, outputs)
+        ssh.download(provision.MANIFEST_PATH, tmp / "manifest.json")
+        run_stages(ssh, after, outputs)
+        seconds = time.monotonic() - started
+        print(f"provisioning the tiny example took {seconds:.1f} s")
+        r = root.root
+        home = r / "home" / USER
+        files = {
+            "unit": (r / "etc/systemd/system/imagefactory-jupyter.service").read_text(),
+            "dropin": (r / "etc/systemd/system/imagefactory-jupyter.service.d/10-user.conf").read_text(),
+            "env": (r / "etc/imagefactory/jupyter.env").read_text(),
+            "authorized_keys": (home / ".ssh/authorized_keys").read_text(),
+            "post_build": (home / "tiny/post-build.out").read_text(),
+            "origin": git(home / "tiny", "-c", "safe.directory=*", "config", "remote.origin.url"),
+            "head": git(home / "tiny", "-c", "safe.directory=*", "rev-parse", "HEAD"),
+            "branch": git(home / "tiny", "-c", "safe.directory=*", "branch", "--show-current"),
+            "kernelspec": (r / "opt/imagefactory/server/share/jupyter/kernels/tiny/kernel.json").read_text(),
+            "wants": " ".join(sorted(p.name for p in (r / "etc/systemd/system").glob("*.wants/imagefactory-*"))),
+            "host_keys": " ".join(p.name for p in (r / "etc/ssh").glob("ssh_host_*")),
+            "machine_id": (r / "etc/machine-id").read_text(),
+            "tmp": " ".join(p.name for p in (r / "tmp").iterdir()),
+            "token": str((home / ".jupyter/imagefactory-token").exists()),
+            "root_owned_in_home": " ".join(str(p) for p in home.rglob("*") if p.lstat().st_uid == 0),
+            "pwned": str(any(Path(p).exists() for p in ("/tmp/if-pwned", "/tmp/if-pwned2",
+                                                         r / "tmp/if-pwned", r / "tmp/if-pwned2"))),
+        }
+        files["service"] = service_start(root, files)
+        failures = failure_cases(ssh, tmp)
+        ssh.close()
+    assert_quiet(root.root)
+    rootfs.remove_tree(root.root)
+    yield Provisioned(port, outputs, json.loads((tmp / "manifest.json").read_text()), files, failures, seconds)
+
+
+@pytest.mark.network
+def test_manifest_records_the_build(provisioned: Provisioned) -> None:
+    m = provisioned.manifest
+    assert m["repo"]["url"] == HOSTILE_URL
+    assert m["repo"]["commit"] == m["repo"]["head"] == provisioned.files["head"]
+    assert m["build_id"] == "b-build" and m["target"] == "sandbox"
+    assert m["recipe"]["digest"].startswith("sha256:")
+    assert m["python"]["version"].startswith("3.11.")
+    assert m["versions"]["packer"] == "1.6.6" and m["versions"]["factory"] == "0.1.0"
+    names = {p["name"].lower() for p in m["packages"]}
+    assert {"requests", "six", "ipykernel"} <= names
+    assert m["jupyterlab"].split(".")[0] >= "4"
+    assert m["autostop_minutes"] == 45 and m["created"].endswith("Z")
+
+
+@pytest.mark.network
+def test_repo_is_cloned_with_origin_kept_and_hostile_values_inert(provisioned: Provisioned) -> None:
+    f = provisioned.files
+    assert f["origin"] == HOSTILE_URL
+    assert f["branch"] == "main"
+    assert f["pwned"] == "False"
+    assert f["root_owned_in_home"] == ""
+    assert "post-build ran as ubuntu in /home/ubuntu/tiny" in f["post_build"]
+
+
+@pytest.mark.network
+def test_kernel_is_registered_and_smoke_test_ran(provisioned: Provisioned) -> None:
+    assert "/opt/imagefactory/kernel/bin/python" in provisioned.files["kernelspec"]
+    smoke = provisioned.outputs["80-smoke"]
+    assert "smoke: import requests (from requests) ok" in smoke
+    assert "smoke: import six (from six) ok" in smoke
+    assert "tiny " in smoke and "/opt/imagefactory/server/share/jupyter/kernels/tiny" in smoke
+    assert "python3 " not in smoke, "the server env offers only the recipe's kernel"
+    assert "smoke: kernelspecs ['tiny'] (default 'tiny')" in smoke
+    assert "JupyterLab answers /api/status" in smoke and "refuses a request without the token" in smoke
+    assert "smoke: kernel runs code (sys.prefix /opt/imagefactory/kernel)" in smoke
+    assert "smoke test passed" in smoke
+
+
+@pytest.mark.network
+def test_jupyter_service_and_autostop_are_installed(provisioned: Provisioned) -> None:
+    f = provisioned.files
+    assert "--ip=127.0.0.1" in f["unit"] and "ExecStartPre=/opt/imagefactory/bin/imagefactory-token" in f["unit"]
+    assert "User=ubuntu" in f["dropin"]
+    assert "IF_IDLE_MINUTES=45" in f["env"]
+    assert "JUPYTER_TOKEN_FILE=/home/ubuntu/.jupyter/imagefactory-token" in f["env"]
+    assert f["wants"] == ("imagefactory-firstboot.service imagefactory-idle.timer "
+                          "imagefactory-jupyter.service")
+    assert f["token"] == "False", "the token is made at first boot, never baked"
+    assert f["service"] == "status 200", "the unit's own command line serves with the per-instance token"
+    assert f"IF_JUPYTER_PORT={provisioned.port}" in f["env"]
+
+
+@pytest.mark.network
+def test_cleanup_removed_build_key_host_keys_and_build_files(provisioned: Provisioned) -> None:
+    f = provisioned.files
+    assert f["authorized_keys"] == ""
+    assert f["host_keys"] == ""
+    assert f["machine_id"] == ""
+    assert "imagefactory" not in f["tmp"]
+    assert "0 finding(s)" in provisioned.outputs["95-secret-scan"]
+
+
+@pytest.mark.network
+def test_missing_package_fails_with_the_installer_error(provisioned: Provisioned) -> None:
+    out = provisioned.failures["missing-package"]
+    assert not out.startswith("rc=0")
+    assert "no-such-package-imagefactory-test" in out
+    assert "the kernel env's packages could not be installed" in out
+
+
+@pytest.mark.network
+def test_planted_aws_key_stops_the_bake_naming_the_file(provisioned: Provisioned) -> None:
+    assert provisioned.failures["50-repo.sh"].startswith("rc=0")
+    out = provisioned.failures["95-secret-scan.sh"]
+    assert not out.startswith("rc=0")
+    assert "SECRET /home/ubuntu/tiny/notes/creds.ini: AWS access key ID" in out
+    assert "IOSFODNN7EXAMPLE" not in out, "the secret itself is never printed"
+
+
+
+# ---------------------------------------------------------------- the contract, driven by Packer
+
+PACKER_HCL = """
+variable "port" { type = number }
+variable "key" { type = string }
+variable "provision_scripts" { type = list(string) }
+variable "cleanup_scripts" { type = list(string) }
+source "null" "sandbox" {
+  communicator         = "ssh"
+  ssh_host             = "127.0.0.1"
+  ssh_port             = var.port
+  ssh_username         = "ubuntu"
+  ssh_private_key_file = var.key
+}
+build {
+  sources = ["source.null.sandbox"]
+  provisioner "file" {
+    source      = "${path.root}/provision"
+    destination = "/tmp/imagefactory"
+  }
+  provisioner "shell" {
+    scripts         = var.provision_scripts
+    execute_command = "EXECUTE_COMMAND"
+  }
+  provisioner "file" {
+    direction   = "download"
+    source      = "/etc/imagefactory/manifest.json"
+    destination = "${path.root}/image-manifest.json"
+  }
+  provisioner "shell" {
+    scripts         = var.cleanup_scripts
+    execute_command = "EXECUTE_COMMAND"
+  }
+}
+"""
+
+
+@needs_sandbox
+@pytest.mark.network
+@pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not installed")
+def test_packer_runs_the_contract(tmp_path: Path) -> None:
+    """Packer itself (null builder, SSH to a build root) uploads, runs, downloads, cleans up."""
+    repo = tmp_path / "repo"
+    commit = example_repo(repo, {"requirements.txt": "six\n"})
+    recipe = example_recipe(str(repo), commit, port=rootfs.free_port())
+    build_dir = stage_dir(tmp_path, "build", recipe, repo, autostop=None).parent
+    (build_dir / "build.pkr.hcl").write_text(PACKER_HCL.replace("EXECUTE_COMMAND", provision.EXECUTE_COMMAND))
+    before, after = provision.stage_scripts()
+    key, pub = keypair(tmp_path)
+    (build_dir / "vars.auto.pkrvars.json").write_text(json.dumps({
+        "key": str(key), "provision_scripts": [str(p) for p in before], "cleanup_scripts": [str(p) for p in after]}))
+    with rootfs.BuildRoot(CACHE, tmp_path / "work", login_user=USER, authorized_key=pub) as root:
+        done = subprocess.run(["packer", "build", "-color=false", "-var", f"port={root.port}", "."], cwd=build_dir,
+                              capture_output=True, text=True, timeout=900, check=False)
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+        assert not (root.root / "tmp/imagefactory").exists()
+    assert_quiet(root.root)
+    rootfs.remove_tree(root.root)
+    manifest = json.loads((build_dir / "image-manifest.json").read_text())
+    assert manifest["repo"]["commit"] == commit and manifest["autostop_minutes"] is None
+    assert "smoke test passed" in done.stdout and "0 finding(s)" in done.stdout
