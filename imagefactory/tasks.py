@@ -24,6 +24,8 @@ def boundary(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from imagefactory.errors import BakeInterrupted, FactoryError
 
+        if any(v in ("--help", "-h") for v in (*args[1:], *kwargs.values()) if isinstance(v, str)):
+            return _show_help(fn)  # `invoke bake --help`: invoke parsed --help as the positional value
         try:
             return fn(*args, **kwargs)
         except BakeInterrupted as exc:
@@ -34,6 +36,20 @@ def boundary(fn: F) -> F:
             raise Exit(f"error: {exc}", code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_help(fn: Callable[..., Any]) -> None:
+    from invoke import Program
+
+    names = [name for name, t in _all_tasks(ns) if getattr(t.body, "__wrapped__", t.body) is fn]
+    Program(namespace=ns, binary="invoke").run(["invoke", "--help", names[0] if names else ""], exit=False)
+
+
+def _all_tasks(col: Collection, prefix: str = "") -> list[tuple[str, Any]]:
+    found = [(prefix + name, task) for name, task in col.tasks.items()]
+    for name, sub in col.collections.items():
+        found += _all_tasks(sub, f"{prefix}{name}.")
+    return found
 
 
 def say(line: str) -> None:

@@ -205,3 +205,12 @@ def test_invoke_list_shows_every_task_with_help() -> None:
     for name in ("bake", "catalog.list", "catalog.show", "sandbox.up", "sandbox.status", "sandbox.down"):
         line = next(ln for ln in out.splitlines() if ln.strip().startswith(name))
         assert len(line.split()) > 1, f"{name} has no help"
+
+
+@pytest.mark.parametrize("command", ["bake", "launch", "catalog.show", "recipe.check"])
+def test_task_help_after_the_task_name_shows_help(command: str) -> None:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "invoke", command, "--help"], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and f"invoke [--core-opts] {command}" in done.stdout and "Options:" in done.stdout
+    assert "SANDBOX" not in done.stderr, "asking for help must not start the emulator"
