@@ -5,17 +5,35 @@ Nothing here mocks boto3 or Packer: sandbox tests run the real Packer against th
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from imagefactory.home import Home, user_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SIMPLE_API = Path(__file__).parent / "data" / "simple_api"
+# ChristinaB/dhsvm-opt's environment/requirements.txt: exact pins with wheels only up to Python 3.8
+DHSVM_PINS = ("matplotlib==3.1.3\nnumpy==1.18.1\ngraphviz==0.13.2\nscikit-learn==0.22.1\npydotplus==2.0.2\n"
+              "SQLAlchemy==1.3.13\nipython==7.12.0\npandas==1.0.1\n")
+
+
+def _load_simple_api_server() -> Any:
+    """tests/data/simple_api/server.py: a local index replaying recorded PEP 691 answers."""
+    spec = importlib.util.spec_from_file_location("simple_api_server", SIMPLE_API / "server.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+simple_api_server = _load_simple_api_server()
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_CONFIG_NOSYSTEM": "1"}
 

@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import MakeRepo, run_cli
+from conftest import DHSVM_PINS, MakeRepo, run_cli
 
 from imagefactory import catalog
 from imagefactory.home import Home
-
-DHSVM_PINS = ("matplotlib==3.1.3\nnumpy==1.18.1\ngraphviz==0.13.2\nscikit-learn==0.22.1\npydotplus==2.0.2\n"
-              "SQLAlchemy==1.3.13\nipython==7.12.0\npandas==1.0.1\n")
 
 
 def test_derive_writes_recipe_and_explains_itself(home: Home, make_repo: MakeRepo) -> None:

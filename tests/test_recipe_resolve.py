@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DHSVM_PINS
+from conftest import simple_api_server as server_mod
 
 from imagefactory.recipe import PackageIndex, PythonSpec, RepoTree, Source, derive
 from imagefactory.recipe.resolve import first_conflict, resolve
 
-DATA = Path(__file__).parent / "data" / "simple_api"
-_spec = importlib.util.spec_from_file_location("simple_api_server", DATA / "server.py")
-assert _spec is not None and _spec.loader is not None
-server_mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(server_mod)
-
 SRC = Source("https://example.org/repo.git", None, "0" * 40)
-DHSVM_PINS = ("matplotlib==3.1.3\nnumpy==1.18.1\ngraphviz==0.13.2\nscikit-learn==0.22.1\npydotplus==2.0.2\n"
-              "SQLAlchemy==1.3.13\nipython==7.12.0\npandas==1.0.1\n")
 
 
 @pytest.fixture
