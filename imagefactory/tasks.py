@@ -193,13 +193,16 @@ def status(c: Any, json: bool = False) -> None:
          f"sandbox emulator running: {info.endpoint} (pid {info.pid})" if info else "sandbox emulator: not running")
 
 
-@task
+@task(help={"force": "Stop running sandbox instances' processes first (their disks are kept)"})
 @boundary
-def down(c: Any) -> None:
+def down(c: Any, force: bool = False) -> None:
     """Stop the local EC2 emulator (its state is kept and restored on the next start)."""
     from imagefactory.sandbox.emulator import down as emulator_down
+    from imagefactory.sandbox.instances import stop_all_for_down
 
-    print("sandbox emulator stopped" if emulator_down(_home().emulator_dir) else "sandbox emulator: not running")
+    home = _home()
+    stop_all_for_down(home, force=force, progress=say)
+    print("sandbox emulator stopped" if emulator_down(home.emulator_dir) else "sandbox emulator: not running")
 
 
 def _info(info: Any) -> dict[str, Any]:

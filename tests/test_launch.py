@@ -449,6 +449,12 @@ def tunnel_processes(local_port: int) -> list[int]:
     return [pid for pid, cmd in cmdlines() if f"127.0.0.1:{local_port}:localhost:" in cmd]
 
 
+def test_sandbox_down_refuses_while_a_local_instance_runs(lab: dict[str, Any], example_home: Home) -> None:
+    done = cli(example_home, "sandbox.down")
+    assert done.returncode == 1 and lab["instance_id"] in done.stderr and "--force" in done.stderr
+    assert "running" in cli(example_home, "sandbox.status", check=True).stdout
+
+
 def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, Any], example_home: Home) -> None:
     from imagefactory.sandbox import rootfs
 

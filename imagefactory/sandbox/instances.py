@@ -311,3 +311,25 @@ def remove(home: Home, instance_id: str) -> None:
     rootfs.remove_tree(root)
     for suffix in (".json", ".sshd.log", ".jupyter.log"):
         (_dir(home) / f"{instance_id}{suffix}").unlink(missing_ok=True)
+
+
+def running(home: Home) -> list[str]:
+    """Ids of local instances whose processes are up."""
+    found = []
+    for record in sorted(_dir(home).glob("i-*.json")):
+        inst = load(home, record.stem)
+        if inst is not None and is_up(inst):
+            found.append(inst.instance_id)
+    return found
+
+
+def stop_all_for_down(home: Home, *, force: bool, progress: Progress) -> None:
+    """Before the emulator stops: it does not keep instances across a restart, so running local instances
+    would be left without their records. Refuse, or with `force` stop their processes (disks kept)."""
+    ids = running(home)
+    if ids and not force:
+        raise SandboxError(f"{len(ids)} sandbox instance(s) still running: {', '.join(ids)}",
+                           "terminate them (invoke terminate ID --yes), or pass --force to stop their processes")
+    for instance_id in ids:
+        halt(home, instance_id)
+        progress(f"sandbox: stopped the processes of {instance_id} (disk kept under {_dir(home)})")
