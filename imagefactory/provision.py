@@ -38,7 +38,10 @@ config.json (config_version 1); every value reaches the scripts verbatim, as dat
     kernel          {name: str, display_name: str}
     jupyter         {port: int, extensions: [str], token_file: ".jupyter/imagefactory-token"
                      (relative to the login user's home)}
-    autostop_minutes int | null              idle minutes before the instance stops itself; null: never
+    autostop_minutes int | null              the image's default idle minutes before it stops itself (null:
+                                             never); /etc/imagefactory/autostop-minutes, written by `launch`
+                                             through user data, wins at run time (0: off). Every image has
+                                             the idle timer.
     prefix          "/opt/imagefactory"      server/, kernel/, tools/, bin/ live under it
     versions        {packer: str, factory: str}
 

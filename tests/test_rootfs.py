@@ -269,6 +269,29 @@ def service_start(root: rootfs.BuildRoot, files: dict[str, str]) -> str:
         token_file.unlink()
 
 
+IDLE_MINUTES = """
+import os, sys, tempfile
+sys.path.insert(0, "/opt/imagefactory/bin")
+import if_idle_check as check
+with open("/etc/imagefactory/jupyter.env") as fh:
+    os.environ.update(line.strip().split("=", 1) for line in fh if "=" in line)
+check.AUTOSTOP_FILE = os.path.join(tempfile.mkdtemp(), "autostop-minutes")
+seen = [check.idle_minutes()]
+for launched in ("0", "20"):
+    with open(check.AUTOSTOP_FILE, "w") as fh:
+        fh.write(launched + "\\n")
+    seen.append(check.idle_minutes())
+print(seen)
+"""
+
+
+def idle_minutes(root: rootfs.BuildRoot) -> str:
+    """The installed idle check's limit, on the image's python3: baked only, launch 0, launch 20. It
+    only reads settings (in a temporary folder): nothing here can power anything off."""
+    done = root.run(["python3", "-c", IDLE_MINUTES], timeout=60)
+    return done.stdout.strip() or done.stderr[-500:]
+
+
 @pytest.fixture(scope="module")
 def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     if not supported:
@@ -308,6 +331,8 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
             "head": git(home / "tiny", "-c", "safe.directory=*", "rev-parse", "HEAD"),
             "branch": git(home / "tiny", "-c", "safe.directory=*", "branch", "--show-current"),
             "kernelspec": (r / "opt/imagefactory/server/share/jupyter/kernels/tiny/kernel.json").read_text(),
+            "lab_overrides": (r / "opt/imagefactory/server/share/jupyter/lab/settings/overrides.json").read_text(),
+            "idle_minutes": idle_minutes(root),
             "wants": " ".join(sorted(p.name for p in (r / "etc/systemd/system").glob("*.wants/imagefactory-*"))),
             "host_keys": " ".join(p.name for p in (r / "etc/ssh").glob("ssh_host_*")),
             "machine_id": (r / "etc/machine-id").read_text(),
@@ -359,6 +384,8 @@ def test_kernel_is_registered_and_smoke_test_ran(provisioned: Provisioned) -> No
     assert "tiny " in smoke and "/opt/imagefactory/server/share/jupyter/kernels/tiny" in smoke
     assert "python3 " not in smoke, "the server env offers only the recipe's kernel"
     assert "smoke: kernelspecs ['tiny'] (default 'tiny')" in smoke
+    assert "smoke: JupyterLab settings: Jupyter news off (fetchNews 'false')" in smoke
+    assert '"fetchNews": "false"' in provisioned.files["lab_overrides"]
     assert "JupyterLab answers /api/status" in smoke and "refuses a request without the token" in smoke
     assert "smoke: kernel runs code (sys.prefix /opt/imagefactory/kernel)" in smoke
     assert "smoke test passed" in smoke
@@ -373,6 +400,7 @@ def test_jupyter_service_and_autostop_are_installed(provisioned: Provisioned) ->
     assert "JUPYTER_TOKEN_FILE=/home/ubuntu/.jupyter/imagefactory-token" in f["env"]
     assert f["wants"] == ("imagefactory-firstboot.service imagefactory-idle.timer "
                           "imagefactory-jupyter.service")
+    assert f["idle_minutes"] == "[45, 0, 20]", "the launch setting wins over the baked 45; 0 turns it off"
     assert f["token"] == "False", "the token is made at first boot, never baked"
     assert f["service"] == "status 200", "the unit's own command line serves with the per-instance token"
     assert f"IF_JUPYTER_PORT={provisioned.port}" in f["env"]
@@ -462,6 +490,10 @@ def test_packer_runs_the_contract(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=900, check=False)
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
         assert not (root.root / "tmp/imagefactory").exists()
+        # baked without auto-stop, the idle timer is still there: the launch's setting decides
+        assert (root.root / "etc/systemd/system/timers.target.wants/imagefactory-idle.timer").is_symlink()
+        assert "IF_IDLE_MINUTES" not in (root.root / "etc/imagefactory/jupyter.env").read_text()
+        assert idle_minutes(root) == "[0, 0, 20]"
     assert_quiet(root.root)
     rootfs.remove_tree(root.root)
     manifest = json.loads((build_dir / "image-manifest.json").read_text())

@@ -1,14 +1,18 @@
 """packer/scripts and packer/files: shellcheck-clean stages that follow the house rules, and the Python
-helpers the stages call (config reader, unit rendering, secret scan, Pipfile, smoke import names)."""
+helpers the stages call (config reader, unit rendering, secret scan, Pipfile, smoke import names, idle
+auto-stop, the smoke test's bounded waits)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -100,6 +104,14 @@ def test_render_refuses_unsafe_values() -> None:
     with pytest.raises(SystemExit):
         render.env_file(config, "/home/u\nX=1", "/home/u/r")
     assert json.loads(render.server_config(config))["MappingKernelManager"]["default_kernel_name"] == "k"
+    assert json.loads(render.jupyter_config(config)) == {"KernelSpecManager": {"ensure_native_kernel": False}}
+
+
+def test_jupyterlab_overrides_turn_the_news_prompt_off() -> None:
+    overrides = json.loads((PACKER / "files/jupyterlab-overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    stage = (PACKER / "scripts/70-jupyter.sh").read_text()
+    assert '"$IF_SERVER/share/jupyter/lab/settings/overrides.json"' in stage
 
 
 # ---------------------------------------------------------------------------------- if_secret_scan
@@ -196,3 +208,224 @@ def test_requirement_and_conda_names(tmp_path: Path) -> None:
         "name: x\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.9\n  - conda-forge::pandas>=1\n"
         "  - pip\n  - pip:\n    - seaborn==0.12\n")
     assert smoke.conda_names(str(tmp_path / "environment.yml")) == ["python", "pandas", "pip", "seaborn"]
+
+
+# ---------------------------------------------------------------------------------- if_idle_check
+
+@pytest.fixture
+def idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """if_idle_check with its files in tmp_path, no ssh or Jupyter activity, and power-off recorded."""
+    check = helper("if_idle_check")
+    monkeypatch.setattr(check, "AUTOSTOP_FILE", str(tmp_path / "autostop-minutes"))
+    monkeypatch.setattr(check, "STAMP", str(tmp_path / "run/last-activity"))
+    monkeypatch.setattr(check, "ssh_sessions", lambda: 0)
+    monkeypatch.setattr(check, "jupyter_activity", lambda: (0.0, False))
+    monkeypatch.delenv("IF_IDLE_MINUTES", raising=False)
+    ran: list[list[str]] = []
+
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(check.subprocess, "run", run)
+    check.ran = ran
+    return check
+
+
+def idle_for(check: ModuleType, minutes: float) -> None:
+    os.makedirs(os.path.dirname(check.STAMP), exist_ok=True)
+    open(check.STAMP, "a").close()
+    then = time.time() - minutes * 60
+    os.utime(check.STAMP, (then, then))
+
+
+@pytest.mark.parametrize(("launched", "baked", "minutes"), [
+    (None, None, 0),          # neither: never stop
+    (None, "45", 45),         # no launch setting: the baked value
+    ("30\n", "45", 30),       # the launch setting wins
+    ("0\n", "45", 0),         # 0 at launch turns a baked auto-stop off
+    ("15\n", None, 15),       # a launch setting alone (the usual AWS case: baked null, user data 60)
+    ("soon\n", "45", 45),     # unreadable launch setting: the baked value, with a warning
+    ("-5", None, 0),
+])
+def test_idle_minutes_prefers_the_launch_setting(idle: ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                                 launched: str | None, baked: str | None, minutes: int) -> None:
+    if launched is not None:
+        Path(idle.AUTOSTOP_FILE).write_text(launched)
+    if baked is not None:
+        monkeypatch.setenv("IF_IDLE_MINUTES", baked)
+    assert idle.idle_minutes() == minutes
+
+
+def test_idle_check_stops_only_when_idle_past_the_limit(idle: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    Path(idle.AUTOSTOP_FILE).write_text("30\n")
+    idle_for(idle, 10)
+    assert idle.main() == 0 and idle.ran == []
+    idle_for(idle, 31)
+    monkeypatch.setattr(idle, "ssh_sessions", lambda: 1)
+    assert idle.main() == 0 and idle.ran == [], "an ssh session is activity"
+    idle_for(idle, 31)
+    monkeypatch.setattr(idle, "ssh_sessions", lambda: 0)
+    assert idle.main() == 0
+    assert idle.ran == [["systemctl", "poweroff"]], "Stop (poweroff), never Terminate"
+
+
+def test_idle_check_does_nothing_when_off(idle: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IF_IDLE_MINUTES", "45")
+    Path(idle.AUTOSTOP_FILE).write_text("0\n")
+    idle_for(idle, 600)
+    assert idle.main() == 0 and idle.ran == []
+    Path(idle.AUTOSTOP_FILE).unlink()
+    monkeypatch.delenv("IF_IDLE_MINUTES")
+    assert idle.main() == 0 and idle.ran == []
+
+
+def test_idle_power_off_falls_back_to_shutdown(idle: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        idle.ran.append(argv)
+        if argv[0] == "systemctl":
+            raise FileNotFoundError(argv[0])
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(idle.subprocess, "run", run)
+    assert idle.power_off() == 0
+    assert idle.ran == [["systemctl", "poweroff"], ["shutdown", "-h", "now"]]
+
+
+def test_idle_check_reads_kernels_without_counting_as_activity(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = helper("if_idle_check")
+    asked = []
+
+    def get(path: str) -> object:
+        asked.append(path)
+        if path.startswith("/api/status"):
+            return {"last_activity": "2030-01-01T00:00:00.000000Z"}
+        return [{"execution_state": "busy"}]
+
+    monkeypatch.setattr(module, "jupyter_get", get)
+    last, busy = module.jupyter_activity()
+    assert busy and last > time.time()
+    assert asked == ["/api/status", "/api/kernels?no_track_activity=1"]
+
+
+def test_idle_timer_is_always_installed_and_cloud_init_kept() -> None:
+    stage = (PACKER / "scripts/70-jupyter.sh").read_text()
+    assert "enabled=(imagefactory-firstboot.service imagefactory-jupyter.service imagefactory-idle.timer)" in stage
+    cleanup = (PACKER / "scripts/90-cleanup.sh").read_text()
+    assert "cloud-init clean --logs" in cleanup
+    assert not re.search(r"(purge|remove)[^\n]*cloud-init|touch[^\n]*cloud-init\.disabled", cleanup)
+
+
+# ------------------------------------------------------------------------- if_smoke_server (waits)
+
+class FakeKernel:
+    """A kernel websocket whose kernel needs `delay` s to start; then it answers like ipykernel."""
+
+    def __init__(self, delay: float, printed: str = "/k\n", status: str = "ok") -> None:
+        self.delay, self.printed, self.status = delay, printed, status
+        self.started = time.monotonic()
+        self.inbox: asyncio.Queue[str] = asyncio.Queue()
+        self.closed = False
+
+    def write_message(self, raw: str) -> None:
+        wait = max(self.started + self.delay - time.monotonic(), 0.0)
+        asyncio.get_running_loop().call_later(wait, self.answer, json.loads(raw))
+
+    def answer(self, request: dict) -> None:
+        kind = request["header"]["msg_type"]
+        replies = [("iopub", "status", {"execution_state": "busy"})]
+        if kind == "kernel_info_request":
+            replies.append(("shell", "kernel_info_reply", {"language_info": {"version": "3.11.9"}}))
+        else:
+            replies += [("iopub", "stream", {"name": "stdout", "text": self.printed}),
+                        ("shell", "execute_reply", {"status": self.status})]
+        replies.append(("iopub", "status", {"execution_state": "idle"}))
+        for channel, msg_type, content in replies:
+            self.inbox.put_nowait(json.dumps({"channel": channel, "header": {"msg_type": msg_type},
+                                              "parent_header": request["header"], "content": content}))
+
+    async def read_message(self) -> str:
+        return await self.inbox.get()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def smoke_server(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    smoke = helper("if_smoke_server")
+    monkeypatch.setattr(smoke, "PROGRESS_EVERY", 0.2)
+    monkeypatch.setattr(smoke, "RESEND_EVERY", 0.1)
+    return smoke
+
+
+def test_smoke_waits_for_a_slow_kernel_with_progress(smoke_server: ModuleType,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    async def go() -> str:
+        chan = smoke_server.KernelChannel(FakeKernel(delay=0.7))
+        info = await smoke_server.kernel_ready(chan, time.monotonic(), 3.0, lambda: "starting")
+        assert info["language_info"]["version"] == "3.11.9"
+        return await smoke_server.run_request(chan, "print(1)", 3.0, lambda: "idle")
+
+    assert asyncio.run(go()) == "/k\n"
+    assert "smoke: still waiting for the kernel to start (0 s of at most 3 s; its state: starting)" in (
+        capsys.readouterr().out)
+
+
+def test_smoke_gives_up_on_a_silent_kernel_with_a_clear_error(smoke_server: ModuleType) -> None:
+    async def go() -> None:
+        chan = smoke_server.KernelChannel(FakeKernel(delay=60))
+        await smoke_server.kernel_ready(chan, time.monotonic(), 1.0, lambda: "starting")
+
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as failed:
+        asyncio.run(go())
+    assert time.monotonic() - started < 3
+    assert str(failed.value) == ("smoke: FAILED: gave up after 1 s waiting for the kernel to answer kernel_info "
+                                 "(its state: starting)")
+
+
+def test_smoke_still_fails_a_kernel_whose_code_fails(smoke_server: ModuleType) -> None:
+    async def go() -> str:
+        chan = smoke_server.KernelChannel(FakeKernel(delay=0, status="error"))
+        await smoke_server.kernel_ready(chan, time.monotonic(), 2.0, lambda: "starting")
+        return await smoke_server.run_request(chan, "print(1)", 2.0, lambda: "idle")
+
+    with pytest.raises(SystemExit, match="execute_reply says 'error'"):
+        asyncio.run(go())
+
+
+def test_smoke_wait_until_reports_progress_and_what_it_waited_for(smoke_server: ModuleType,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit, match=r"^smoke: FAILED: gave up after 1 s waiting for JupyterLab to answer"):
+        smoke_server.wait_until(lambda: False, 1.0, "JupyterLab to answer /api/status")
+    assert "smoke: still waiting for JupyterLab to answer /api/status" in capsys.readouterr().out
+
+
+def test_smoke_refuses_the_server_envs_own_kernel(smoke_server: ModuleType) -> None:
+    recipe = {"spec": {"argv": ["/opt/imagefactory/kernel/bin/python", "-m", "ipykernel_launcher"]}}
+    native = {"spec": {"argv": [sys.executable, "-m", "ipykernel_launcher"]}}
+    bare = {"spec": {"argv": ["python", "-m", "ipykernel_launcher"]}}
+    assert smoke_server.own_python_kernels({"tiny": recipe, "python3": native, "other": bare}) == ["other",
+                                                                                                    "python3"]
+    smoke_server.check_kernelspecs({"tiny": recipe}, "tiny", "/api/kernelspecs")
+    with pytest.raises(SystemExit, match=r"offers the server env's own Python as kernel\(s\) \['python3'\]"):
+        smoke_server.check_kernelspecs({"tiny": recipe, "python3": native}, "tiny", "/api/kernelspecs")
+    with pytest.raises(SystemExit, match="kernel 'tiny' not in"):
+        smoke_server.check_kernelspecs({"python3": recipe}, "tiny", "/api/kernelspecs")
+
+
+def test_smoke_checks_the_news_setting(smoke_server: ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    def settings(default: str) -> object:
+        return lambda *a, **k: (200, {"schema": {"properties": {"fetchNews": {"default": default}}}})
+
+    monkeypatch.setattr(smoke_server, "call", settings("false"))
+    smoke_server.check_settings("http://x", "t")
+    assert "Jupyter news off" in capsys.readouterr().out
+    monkeypatch.setattr(smoke_server, "call", settings("none"))
+    with pytest.raises(SystemExit, match="fetchNews is 'none'"):
+        smoke_server.check_settings("http://x", "t")
+    monkeypatch.setattr(smoke_server, "call", lambda *a, **k: (404, None))
+    smoke_server.check_settings("http://x", "t")
+    assert "WARNING" in capsys.readouterr().out

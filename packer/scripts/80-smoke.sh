@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # 80-smoke: fail the bake unless the kernel env imports the recipe's top-level packages, the server
 # env's `jupyter kernelspec list` shows the kernel, and JupyterLab starts, answers /api/status with a
-# token and starts the kernel (if_smoke_server.py, as the login user on a free loopback port).
+# token, offers the recipe's kernel but not its own Python, carries the settings overrides and starts
+# the kernel and runs code in it (if_smoke_server.py, as the login user on a free loopback port; every
+# wait there is bounded, with progress, so a slow machine is told apart from a broken image).
 set -euo pipefail
 IF_STAGE=80-smoke
 # shellcheck source-path=SCRIPTDIR source=lib.sh

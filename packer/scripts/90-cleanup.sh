@@ -2,9 +2,9 @@
 # 90-cleanup: leave nothing per-build or per-machine in the image: apt, pip, uv and micromamba caches;
 # every authorized_keys (the build key; launch keys are added per instance by cloud-init or the sandbox
 # launcher); ssh host keys and the snakeoil key (remade at first boot); shell and IPython histories;
-# machine-id; cloud-init state; the build's checkout copies. Packer's open SSH session survives the
-# key removal; this runs after the manifest download and before 95-secret-scan, which still needs
-# $IF_DIR/scripts and $IF_DIR/files and removes $IF_DIR itself.
+# machine-id; cloud-init's state (cloud-init itself stays installed and enabled); the build's checkout
+# copies. Packer's open SSH session survives the key removal; this runs after the manifest download and
+# before 95-secret-scan, which still needs $IF_DIR/scripts and $IF_DIR/files and removes $IF_DIR itself.
 set -euo pipefail
 IF_STAGE=90-cleanup
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -37,8 +37,15 @@ fi
 if [[ -f /var/lib/dbus/machine-id && ! -L /var/lib/dbus/machine-id ]]; then
     rm -f /var/lib/dbus/machine-id
 fi
+# cloud-init stays enabled: at each new instance's first boot it installs the launch key and writes the
+# user data's /etc/imagefactory/autostop-minutes. Cleaning its state makes it run again there.
 if command -v cloud-init >/dev/null 2>&1; then
+    if [[ -e /etc/cloud/cloud-init.disabled ]]; then
+        if_die "cloud-init is disabled (/etc/cloud/cloud-init.disabled); instances need it for their launch key and auto-stop setting"
+    fi
     cloud-init clean --logs
+elif [[ $(if_get target) == aws ]]; then
+    if_die "cloud-init is missing; AWS instances need it for their launch key and auto-stop setting"
 fi
 
 if_log "build files"
