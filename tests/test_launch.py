@@ -278,8 +278,12 @@ def _remove_local_instances(h: Home) -> None:
     from imagefactory.sandbox import instances as local
     from imagefactory.sandbox import rootfs
 
-    for record in (h.sandbox_dir / "instances").glob("*.json"):
-        local.remove(h, record.stem)
+    records = [r.stem for r in (h.sandbox_dir / "instances").glob("i-*.json")]
+    if records:  # terminate in the emulator too, so later tests in this home see no live leftovers
+        ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=_endpoint(h), **_creds())
+        ec2.terminate_instances(InstanceIds=records)
+    for instance_id in records:
+        local.remove(h, instance_id)
     assert rootfs.processes_in(h.sandbox_dir) == []
     assert _strays(h) == [], "processes left behind"
 
@@ -499,6 +503,7 @@ def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, A
 def test_ctrl_c_during_a_sandbox_launch_removes_the_instance(example_home: Home, lab: dict[str, Any]) -> None:
     h = example_home
     before = {i["InstanceId"] for i in _sandbox_live(h)}
+    dirs_before = sorted(p.name for p in (h.sandbox_dir / "instances").iterdir() if p.is_dir())
     proc = subprocess.Popen(cli_argv("launch", "hello-binder", "--sandbox"), cwd=h.root, env=cli_env(h),
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -512,7 +517,7 @@ def test_ctrl_c_during_a_sandbox_launch_removes_the_instance(example_home: Home,
     assert proc.returncode == 130, "".join(seen) + err
     assert "cleanup: removed instance" in err
     assert {i["InstanceId"] for i in _sandbox_live(h)} == before
-    assert sorted(p.name for p in (h.sandbox_dir / "instances").iterdir() if p.is_dir()) == sorted(before)
+    assert sorted(p.name for p in (h.sandbox_dir / "instances").iterdir() if p.is_dir()) == dirs_before
 
 
 def _endpoint(h: Home) -> str:
