@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +32,11 @@ USER = "ubuntu"
 HOSTILE_URL = "https://example.invalid/a'b\"c$(touch /tmp/if-pwned)`touch /tmp/if-pwned2`\nx.git"
 
 supported, why = rootfs.sandbox_supported()
-needs_sandbox = pytest.mark.skipif(not supported, reason=why)
+
+
+def require_sandbox() -> None:
+    """These tests are the sandbox data plane: a machine that cannot run it fails them (CI runs as root)."""
+    assert supported, f"the sandbox rootfs cannot run here: {why}"
 
 
 # ------------------------------------------------------------------------------------------- pure
@@ -126,8 +129,8 @@ def assert_quiet(root: Path) -> None:
 
 # ------------------------------------------------------------------------------- BuildRoot itself
 
-@needs_sandbox
 def test_buildroot_serves_ssh_and_cleans_up(tmp_path: Path) -> None:
+    require_sandbox()
     key, pub = keypair(tmp_path)
     ssh = Ssh(0, key, tmp_path / "ctl")
     with rootfs.BuildRoot(CACHE, tmp_path / "work", login_user=USER, authorized_key=pub) as root:
@@ -148,8 +151,8 @@ def test_buildroot_serves_ssh_and_cleans_up(tmp_path: Path) -> None:
     assert not root2.root.exists(), "a failed build's tree is removed"
 
 
-@needs_sandbox
 def test_buildroot_cleans_up_on_sigterm(tmp_path: Path) -> None:
+    require_sandbox()
     _, pub = keypair(tmp_path)
     program = ("import sys, time; from pathlib import Path; from imagefactory.sandbox import rootfs\n"
                f"with rootfs.BuildRoot(Path({str(CACHE)!r}), Path({str(tmp_path / 'w')!r}), "
@@ -294,8 +297,7 @@ def idle_minutes(root: rootfs.BuildRoot) -> str:
 
 @pytest.fixture(scope="module")
 def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
-    if not supported:
-        pytest.skip(why)
+    require_sandbox()
     tmp = tmp_path_factory.mktemp("provision")
     repo = tmp / "repo"
     commit = example_repo(repo, {
@@ -471,11 +473,10 @@ build {
 """
 
 
-@needs_sandbox
 @pytest.mark.network
-@pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not installed")
 def test_packer_runs_the_contract(tmp_path: Path) -> None:
     """Packer itself (null builder, SSH to a build root) uploads, runs, downloads, cleans up."""
+    require_sandbox()
     repo = tmp_path / "repo"
     commit = example_repo(repo, {"requirements.txt": "six\n"})
     recipe = example_recipe(str(repo), commit, port=rootfs.free_port())
