@@ -115,13 +115,12 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
         with clock.stage("packages"):
             _check_packages(home, recipe, found, progress)
     build_id = new_build_id()
-    job = _Job(home=home, target=target, packer=packer, recipe=recipe, found=found, build_id=build_id,
+    job = _Job(home=home, target=target, packer=packer, recipe=recipe, found=found, recipe_path=recipe_path,
+               build_id=build_id,
                build_dir=home.builds_dir(target.kind) / recipe.name / build_id, provision=dataplan.provision,
                extra_ca=extra_ca, clock=clock, progress=progress)
     job.values(None)  # refuse unsafe values before anything is started
-    entry = {"name": recipe.name, "repo": found.url, "recipe": _rel(recipe_path, home.root),
-             "recipe_digest": recipe.digest()}
-    build = job.record(entry, job.run())
+    build = job.record(job.run())
     progress(f"baked {recipe.name} build {build_id} ({target.kind}):")
     for region, ami in sorted(build.amis.items()):
         progress(f"  {region:<16} {ami}")
@@ -143,6 +142,7 @@ class _Job:
     packer: Packer
     recipe: Recipe
     found: Checkout
+    recipe_path: Path
     build_id: str
     build_dir: Path
     provision: bool
@@ -217,7 +217,13 @@ class _Job:
                      python_override=env.python.source == "override", packer_version=self.packer.caps.text,
                      factory_version=__version__, build_dir=str(self.build_dir), provisioned=self.provision)
 
-    def record(self, entry: dict[str, str], amis: dict[str, str]) -> Build:
+    def entry(self) -> dict[str, str]:
+        """The image's catalog fields, recorded with every build (available or failed)."""
+        return {"name": self.recipe.name, "repo": self.found.url,
+                "recipe": _rel(self.recipe_path, self.home.root),
+                "recipe_digest": self.recipe.digest()}
+
+    def record(self, amis: dict[str, str]) -> Build:
         cat_path = self.home.catalog_path(self.target.kind)
         try:
             with self.clock.stage("record"):
@@ -225,17 +231,14 @@ class _Job:
                 manifest = self.build_dir / "image-manifest.json"
                 if manifest.exists():
                     build = replace(build, image_manifest=json.loads(manifest.read_text()))
-                catalog.update(cat_path, lambda c: catalog.record(c, build=build, **entry))
+                catalog.update(cat_path, lambda c: catalog.record(c, build=build, **self.entry()))
         except BaseException as exc:
             self.fail(exc)
             raise
         return build
 
     def fail(self, exc: BaseException) -> None:
-        entry = {"name": self.recipe.name, "repo": self.found.url,
-                 "recipe": _rel(self.home.recipe_path(self.recipe.name), self.home.root),
-                 "recipe_digest": self.recipe.digest()}
-        _fail(self.target, self.recipe, self.base_build(), entry, self.home.catalog_path(self.target.kind), exc,
+        _fail(self.target, self.recipe, self.base_build(), self.entry(), self.home.catalog_path(self.target.kind), exc,
               self.progress)
 
 
