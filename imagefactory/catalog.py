@@ -8,12 +8,8 @@ concurrent bakes of different images all land and a crash never leaves a half-wr
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ from typing import Any
 from ruamel.yaml import YAML, YAMLError
 
 from imagefactory.errors import CatalogError
+from imagefactory.files import atomic_write, locked
 
 CATALOG_VERSION = 1
 STATUSES = ("available", "failed", "interrupted")
@@ -174,40 +171,11 @@ def dump(catalog: Catalog) -> str:
     return HEADER + buf.getvalue()
 
 
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def update(path: Path, change: Callable[[Catalog], Catalog]) -> Catalog:
     """Lock, re-read, apply `change`, write atomically. Returns the written catalog."""
     with locked(path):
         new = change(load(path))
-        write_atomic(path, dump(new))
+        atomic_write(path, dump(new))
     return new
 
 
@@ -215,4 +183,4 @@ def ensure_file(path: Path) -> None:
     """Create an empty catalog if there is none (never touches an existing one)."""
     with locked(path):
         if not path.exists():
-            write_atomic(path, dump(Catalog()))
+            atomic_write(path, dump(Catalog()))
