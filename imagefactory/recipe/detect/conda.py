@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from imagefactory.recipe.envfile import parse_environment
 from imagefactory.recipe.findings import Detection, Finding, PythonClaim
-from imagefactory.recipe.reqtree import follow
+from imagefactory.recipe.requirements import follow
 from imagefactory.recipe.tree import RepoTree, join, parent
 
 NAMES = ("environment.yml", "environment.yaml")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from imagefactory.recipe.findings import Detection, Finding
-from imagefactory.recipe.reqfile import parse_requirements
-from imagefactory.recipe.reqtree import follow
+from imagefactory.recipe.requirements import follow, parse_requirements
 from imagefactory.recipe.tree import RepoTree
 
 
