@@ -32,7 +32,7 @@ _BRACKET = rf"\[\s*[a-z_]+\s*=\s*{_VALUE}(?:\s*,\s*[a-z_]+\s*=\s*{_VALUE})*\s*\]
 CONDA_SPEC = re.compile(
     r"(?:[^\s\[\]]+?::)?"                                   # channel[/subdir]::
     r"[A-Za-z0-9_*][A-Za-z0-9_.*-]*"                          # name
-    rf"(?:\s*{_OP}\s*{_VERSION}\)?(?:\s*[,|]\s*{_CONSTRAINT})*(?:={_BUILD})?(?:\s+{_BUILD})?"  # name>=1.2,<2 / name=1.2=b
+    rf"(?:\s*{_OP}\s*{_VERSION}\)?(?:\s*[,|]\s*{_CONSTRAINT})*(?:={_BUILD})?(?:\s+{_BUILD})?"  # a>=1,<2 a=1=b
     rf"|\s+{_VSPEC}(?:\s+{_BUILD})?)?"                        # name 1.2.* [build]
     rf"(?:\s*{_BRACKET})?"                                    # [key=value, ...]
 )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import configparser
 import re
-import tomllib
 
+from imagefactory.documents import load_toml
+from imagefactory.errors import RecipeError
 from imagefactory.recipe.findings import Detection, Finding, PythonClaim
 from imagefactory.recipe.layout import root_is_package
 from imagefactory.recipe.tree import RepoTree
@@ -40,8 +41,8 @@ def _claims(tree: RepoTree, rel: str) -> list[PythonClaim]:
     spec: str | None = None
     if rel == "pyproject.toml":
         try:
-            project = tomllib.loads(text).get("project")
-        except tomllib.TOMLDecodeError:
+            project = load_toml(text, rel).get("project")
+        except RecipeError:  # a pyproject.toml the factory cannot read states no Python: not an error here
             return []
         spec = project.get("requires-python") if isinstance(project, dict) else None
     elif rel == "setup.cfg":
