@@ -128,6 +128,20 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def plain(node: Any) -> Any:
+    """Round-trip data as plain Python: dicts, lists, str, int, float, bool, None (other scalars kept)."""
+    if isinstance(node, dict):
+        return {plain(k): plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    for kind in (str, int, float):
+        if isinstance(node, kind):
+            return kind(node)
+    return node
+
+
 def dump_yaml(data: Any) -> str:
     buf = io.StringIO()
     make_yaml().dump(data, buf)
