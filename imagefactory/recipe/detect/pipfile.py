@@ -11,6 +11,7 @@ from packaging.utils import canonicalize_name
 from imagefactory.documents import load_toml
 from imagefactory.errors import RecipeError
 from imagefactory.recipe.findings import Detection, Finding, Pin, PythonClaim
+from imagefactory.recipe.model import Environment
 from imagefactory.recipe.tree import RepoTree, join, parent
 
 RANK = 2
@@ -36,7 +37,8 @@ def detect(tree: RepoTree) -> Detection:
         claims += [] if claims else _claim(meta, lock)
         pins = lock_pins
         used.append(Finding(lock, "pipfile", "Pipfile.lock: exact versions, installed as locked"))
-    return Detection(used=tuple(used), pipfile=lock or pipfile, python=tuple(claims), pins=pins)
+    return Detection(used=tuple(used), environment=Environment(pipfile=lock or pipfile), python=tuple(claims),
+                     pins=pins)
 
 
 def _toml(tree: RepoTree, rel: str) -> dict[str, Any]:
