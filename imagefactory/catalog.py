@@ -199,10 +199,14 @@ def restore_hint(path: Path) -> str:
 
 
 def parse(text: str, path: Path) -> Catalog:
-    """The catalog in `text` (read from `path`), validated; errors say how to restore the file."""
+    """The catalog in `text` (read from `path`), validated; errors say how to restore the file.
+    Read with the fast loader first; only a catalog that fails is read again for its line numbers."""
     try:
-        doc = load_yaml(text, str(path), limits=HOME_LIMITS, error=CatalogError)
-        return Catalog.from_dict(validate(doc, str(path)))
+        try:
+            data = validate(load_yaml(text, str(path), limits=HOME_LIMITS, error=CatalogError, lines=False), str(path))
+        except CatalogError:
+            data = validate(load_yaml(text, str(path), limits=HOME_LIMITS, error=CatalogError), str(path))
+        return Catalog.from_dict(data)
     except CatalogError as exc:
         hint = exc.hint if "newer" in exc.message else restore_hint(path)
         raise CatalogError(exc.message, hint) from None
@@ -226,9 +230,8 @@ def update(path: Path, change: Callable[[Catalog], Catalog]) -> Catalog:
     with locked(path):
         before = path.read_bytes() if path.exists() else None
         new = change(parse(before.decode("utf-8"), path) if before is not None else Catalog())
-        text = dump(new)
         try:
-            parse(text, path)
+            validate(new.to_dict(), str(path))
         except CatalogError as exc:
             raise CatalogError(f"refusing to write {path}: the new catalog would be invalid ({exc.message})",
                                "this is a bug in imagefactory; the file is unchanged") from None
@@ -237,7 +240,7 @@ def update(path: Path, change: Callable[[Catalog], Catalog]) -> Catalog:
                 raise CatalogError(f"{path} changed on disk while the factory was updating it",
                                    "run the command again; the file is unchanged")
             atomic_write(previous_path(path), before)
-        atomic_write(path, text)
+        atomic_write(path, dump(new))
     return new
 
 
