@@ -143,14 +143,18 @@ def validate(doc: Any, where: str) -> dict[str, Any]:
         for i, build in enumerate(entry["builds"]):
             if build["id"] in ids:
                 line = line_at(doc, ["images", name, "builds", i, "id"])
-                raise CatalogError(f"{where}:{line}: field 'images.{name}.builds[{i}].id' repeats build id "
+                raise CatalogError(f"{_at(where, line)}: field 'images.{name}.builds[{i}].id' repeats build id "
                                    f"{build['id']!r}", "each build id appears once per image")
             ids.add(build["id"])
         if entry["latest"] is not None and entry["latest"] not in ids:
             line = line_at(doc, ["images", name, "latest"])
-            raise CatalogError(f"{where}:{line}: field 'images.{name}.latest' names build {entry['latest']!r}, "
+            raise CatalogError(f"{_at(where, line)}: field 'images.{name}.latest' names build {entry['latest']!r}, "
                                "which is not among its builds", "point it at one of its builds, or null")
     return migrate(plain(doc))
+
+
+def _at(where: str, line: int | None) -> str:
+    return f"{where}:{line}" if line else where
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

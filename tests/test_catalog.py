@@ -194,3 +194,19 @@ def test_anchors_and_aliases_are_refused(tmp_path: Path) -> None:
     path.write_text("images:\n  a: &x {repo: r, recipe: x, recipe_digest: d, latest: null, builds: []}\n  b: *x\n")
     with pytest.raises(CatalogError, match=r"catalog\.yaml:3: an alias"):
         catalog.load(path)
+
+
+def test_a_change_that_leaves_latest_dangling_is_refused_without_writing(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    path = tmp_path / "catalog.yaml"
+    catalog.update(path, lambda c: add(c, "img", build("b1")))
+    before = path.read_bytes()
+
+    def drop_builds(c: Catalog) -> Catalog:
+        return Catalog(images={"img": replace(c.images["img"], builds=())})
+
+    with pytest.raises(CatalogError) as err:
+        catalog.update(path, drop_builds)
+    assert "field 'images.img.latest' names build 'b1'" in err.value.message and "None" not in err.value.message
+    assert path.read_bytes() == before
