@@ -219,7 +219,14 @@ def parse(text: str, path: Path) -> Catalog:
 def load(path: Path) -> Catalog:
     if not path.exists():
         return Catalog()
-    return parse(path.read_text(encoding="utf-8"), path)
+    return parse(_text(path.read_bytes(), path), path)
+
+
+def _text(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path} is not UTF-8 text (at byte offset {exc.start})", restore_hint(path)) from None
 
 
 def dump(catalog: Catalog) -> str:
@@ -233,7 +240,7 @@ def update(path: Path, change: Callable[[Catalog], Catalog]) -> Catalog:
     atomically. Returns the written catalog. Nothing is written when any step fails."""
     with locked(path):
         before = path.read_bytes() if path.exists() else None
-        new = change(parse(before.decode("utf-8"), path) if before is not None else Catalog())
+        new = change(parse(_text(before, path), path) if before is not None else Catalog())
         try:
             validate(new.to_dict(), str(path))
         except CatalogError as exc:

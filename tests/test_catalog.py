@@ -210,3 +210,13 @@ def test_a_change_that_leaves_latest_dangling_is_refused_without_writing(tmp_pat
         catalog.update(path, drop_builds)
     assert "field 'images.img.latest' names build 'b1'" in err.value.message and "None" not in err.value.message
     assert path.read_bytes() == before
+
+
+def test_a_catalog_that_is_not_text_is_one_line_and_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_bytes(b"images:\n  \xff\xfe: x\n")
+    with pytest.raises(CatalogError, match=r"is not UTF-8 text \(at byte offset 10\)"):
+        catalog.load(path)
+    with pytest.raises(CatalogError):
+        catalog.update(path, lambda c: add(c, "img", build("b1")))
+    assert path.read_bytes() == b"images:\n  \xff\xfe: x\n"

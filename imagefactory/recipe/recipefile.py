@@ -47,6 +47,9 @@ def load_recipe(path: Path) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read ({exc.strerror})", "check the recipe path") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path} is not UTF-8 text (at byte offset {exc.start})",
+                          "save the recipe as UTF-8") from None
     return Recipe.from_dict(load_yaml(text, str(path), limits=HOME_LIMITS), origin=str(path))
 
 
