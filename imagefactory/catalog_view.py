@@ -1,11 +1,15 @@
-"""Views of the catalogs for people and scripts: one row per image and target, or one image in full.
+"""Views of the catalogs for people and scripts: one row per image and target (`rows`, `table`), or one
+image in full (`show`, and `show_yaml` for its text).
 
 Real builds come from catalog.yaml, sandbox builds from .sandbox/catalog.yaml; every row says which.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
+
+from ruamel.yaml import YAML
 
 from imagefactory import catalog
 from imagefactory.errors import CatalogError
@@ -58,3 +62,14 @@ def show(home: Home, name: str) -> dict[str, Any]:
         raise CatalogError(f"no image named {name!r} in the catalog",
                            f"known images: {', '.join(known) or 'none yet'}")
     return {"image": name, **found}
+
+
+def show_yaml(data: dict[str, Any]) -> str:
+    """`show`'s answer as YAML text for people: block style, keys in the catalog's order, no aliases."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    yaml.representer.ignore_aliases = lambda _data: True
+    buf = io.StringIO()
+    yaml.dump(data, buf)
+    return buf.getvalue().rstrip()

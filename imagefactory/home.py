@@ -18,6 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagefactory.errors import RecipeError
+from imagefactory.names import check_name
+
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,7 +57,7 @@ class Home:
         return self.sandbox_dir / "builds" if target == "sandbox" else self.root / ".builds"
 
     def recipe_path(self, name: str) -> Path:
-        return self.recipes_dir / f"{name}.yaml"
+        return self.recipes_dir / f"{check_name(name, 'recipe name', RecipeError)}.yaml"
 
 
 def find_home(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Home:

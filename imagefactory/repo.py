@@ -19,10 +19,10 @@ from pathlib import Path
 import git
 
 from imagefactory.errors import RepoError
+from imagefactory.names import NAME_RE as IMAGE_NAME_RE
 
 URL_RE = re.compile(r"(?:[a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:).+", re.IGNORECASE)
 GITHUB_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
-IMAGE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GCM_INTERACTIVE": "never"}
 
 

@@ -11,8 +11,8 @@ from dataclasses import replace
 from imagefactory import catalog
 from imagefactory.errors import RecipeError
 from imagefactory.home import Home
+from imagefactory.names import check_name
 from imagefactory.recipe.index import PackageIndex
-from imagefactory.recipe.model import NAME_RE
 from imagefactory.repo import Checkout, resolve
 
 
@@ -25,14 +25,13 @@ def catalog_repos(home: Home) -> dict[str, str]:
 
 def checkout(home: Home, spec: str, *, ref: str | None, name: str | None,
              progress: Callable[[str], None]) -> Checkout:
+    if name:
+        check_name(name, "--name", RecipeError)  # before anything is fetched
     found = resolve(spec, ref=ref, cache_dir=home.cache_dir, catalog_repos=catalog_repos(home), progress=progress)
     if not found.is_git and found.path.is_relative_to(home.root):
         # a folder inside the factory repo (like examples/): recorded relative, so the catalog is portable
         found = replace(found, url=found.path.relative_to(home.root).as_posix())
     if name:
-        if not NAME_RE.fullmatch(name):
-            raise RecipeError(f"--name {name!r} is not a valid image name",
-                              "use lowercase letters, digits and dashes, starting with a letter or digit")
         found = replace(found, name=name)
     return found
 

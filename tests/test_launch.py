@@ -569,8 +569,4 @@ def _sandbox_live(h: Home) -> list[dict[str, Any]]:
 
 
 def _without(cat: catalog.Catalog, build_id: str) -> catalog.Catalog:
-    from dataclasses import replace
-
-    entry = cat.images["hello-binder"]
-    builds = tuple(b for b in entry.builds if b.id != build_id)
-    return catalog.Catalog(images={**cat.images, "hello-binder": replace(entry, builds=builds)})
+    return catalog.forget_build(cat, name="hello-binder", build_id=build_id)

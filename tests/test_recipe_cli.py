@@ -69,3 +69,26 @@ def test_bake_stops_before_building_when_packages_do_not_resolve(home: Home, mak
     assert done.returncode == 1 and "do not resolve" in done.stderr and "--no-resolve" in done.stderr
     assert not (home.builds_dir("sandbox") / "no-wheels").exists(), "nothing may be rendered or built"
     assert "no-wheels" not in catalog.load(home.catalog_path("sandbox")).images
+
+
+def test_check_refuses_a_name_that_leaves_recipes(home: Home) -> None:
+    outside = home.root.parent.parent / "x.yaml"
+    outside.write_text("name: x\nsource:\n  repo: r\n  commit: c\n")  # a valid recipe, outside recipes/
+    try:
+        done = run_cli(home, "recipe.check", "../../x")
+    finally:
+        outside.unlink()
+    assert done.returncode == 1
+    line = done.stderr.strip()
+    assert "\n" not in line and "'../../x' is not a valid image name" in line
+    assert "1 to 63 lowercase letters, digits and dashes" in line
+
+
+def test_a_name_over_63_characters_is_refused_saying_the_limit(home: Home, make_repo: MakeRepo) -> None:
+    repo = make_repo({"requirements.txt": "six\n"}, name="long")
+    done = run_cli(home, "recipe", "--repo", repo.as_uri(), "--name", "a" * 64, IMAGEFACTORY_OFFLINE="1")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"error: --name '{'a' * 64}' is not a valid image name: it is 64 "
+                                                "characters long, over the limit of 63 (an image name is 1 to 63 "
+                                                "lowercase letters, digits and dashes, starting with a letter or "
+                                                "digit)"]

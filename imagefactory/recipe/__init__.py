@@ -12,7 +12,6 @@ The detection rules and install order are documented in `imagefactory.recipe.lay
 from imagefactory.recipe.derive import Derivation, derive
 from imagefactory.recipe.findings import Finding
 from imagefactory.recipe.index import IndexUnavailable, PackageIndex
-from imagefactory.recipe.io import WriteResult, check_recipe, load_recipe, render_recipe, write_recipe
 from imagefactory.recipe.model import (
     Environment,
     ImageSpec,
@@ -22,6 +21,7 @@ from imagefactory.recipe.model import (
     Recipe,
     Source,
 )
+from imagefactory.recipe.recipefile import WriteResult, check_recipe, load_recipe, render_recipe, write_recipe
 from imagefactory.recipe.tree import RepoTree
 
 __all__ = [

@@ -6,7 +6,7 @@ through `index` (None: not at all). The result says what was used, what was igno
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from imagefactory.recipe.detect import DETECTORS
@@ -64,7 +64,8 @@ def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...
         notes.append(f"Python inference asks the index named in the requirements: {redact(index.url)}")
     python, py_notes = choose(found.python, found.pins, override=python_override, index=index)
     notes += py_notes
-    if not (found.conda or found.pip or found.pipfile or found.install_repo):
+    env = found.environment
+    if not (env.conda or env.pip or env.pipfile or env.install_repo):
         notes.append(f"no environment file found: default recipe (Python {python.version}, "
                      "no pip or conda files)")
     recipe = Recipe(name=name, source=source, environment=_environment(found, python))
@@ -75,7 +76,4 @@ def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...
 
 
 def _environment(found: Detection, python: Any) -> Environment:
-    return Environment(
-        python=python, apt=found.apt, conda=found.conda, pip=found.pip, pipfile=found.pipfile,
-        install_repo=found.install_repo, post_build=found.post_build, start=found.start,
-    )
+    return replace(found.environment, python=python)

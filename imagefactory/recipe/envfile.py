@@ -1,7 +1,14 @@
 """Read a conda environment file (environment.yml): its conda specs, its `pip:` list, its Python.
 
 `parse_environment` validates the shape (a mapping whose `dependencies` is a list of strings and at
-most one `{pip: [...]}` mapping) and raises `RecipeError` naming the file and the line.
+most one `{pip: [...]}` mapping), each conda dependency as a conda match spec (`is_match_spec`) and each
+pip entry as a pip requirement line, and raises `RecipeError` naming the file, the line and the entry.
+The file is read with the repository bounds of `imagefactory.documents` (size, depth, no aliases).
+
+A match spec, as conda reads it (https://docs.conda.io/projects/conda/en/stable/user-guide/concepts/
+pkg-search.html): `[channel[/subdir]::]name[ version[ build]]` or `name<op>version[=build]`, where a version
+is constraints (`1.2`, `1.2.*`, `>=1.2`, `!=1.3`, `~=1.2`) joined by `,` (and) or `|` (or), and an optional
+`[key=value, ...]` bracket at the end (`numpy[version='>=1.18',build=py38*]`).
 """
 
 from __future__ import annotations
@@ -10,13 +17,24 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from imagefactory.documents import clip, line_of, load_yaml
 from imagefactory.errors import RecipeError
-from imagefactory.recipe.reqfile import ReqLine, parse_line
-from imagefactory.recipe.yamlio import line_of, load_yaml
+from imagefactory.recipe.requirements import ReqLine, parse_line
 
 CONDA_PYTHON = re.compile(r"(?:[\w.-]+::)?python(?P<rest>(?:\s|[=<>!~]).*)?")
+_OP = r"(?:==|!=|<=|>=|~=|<|>|=)"
+_VERSION = r"[0-9A-Za-z_.*+!]+"
+_CONSTRAINT = rf"\(?{_OP}?{_VERSION}\)?"
+_VSPEC = rf"{_CONSTRAINT}(?:\s*[,|]\s*{_CONSTRAINT})*"
+_BUILD = r"[A-Za-z0-9_.*+]+"
+_VALUE = r"""(?:'[^']*'|"[^"]*"|[^,\]'"\s]+)"""
+_BRACKET = rf"\[\s*[a-z_]+\s*=\s*{_VALUE}(?:\s*,\s*[a-z_]+\s*=\s*{_VALUE})*\s*\]"
 CONDA_SPEC = re.compile(
-    r"(?:[\w.-]+::)?[A-Za-z0-9_][A-Za-z0-9_.-]*(\[[^\]]*\])?(\s*[=<>!~ ][^\s]*(\s+\S+)?)?"
+    r"(?:[^\s\[\]]+?::)?"                                   # channel[/subdir]::
+    r"[A-Za-z0-9_*][A-Za-z0-9_.*-]*"                          # name
+    rf"(?:\s*{_OP}\s*{_VERSION}\)?(?:\s*[,|]\s*{_CONSTRAINT})*(?:={_BUILD})?(?:\s+{_BUILD})?"  # a>=1,<2 a=1=b
+    rf"|\s+{_VSPEC}(?:\s+{_BUILD})?)?"                        # name 1.2.* [build]
+    rf"(?:\s*{_BRACKET})?"                                    # [key=value, ...]
 )
 
 
@@ -50,9 +68,10 @@ def parse_environment(text: str, origin: str) -> CondaEnv:
         if isinstance(item, dict):
             pip.extend(_pip_section(item, line, origin))
             continue
-        if not isinstance(item, str) or not CONDA_SPEC.fullmatch(item.strip()):
-            raise RecipeError(f"{origin}:{line}: dependency {item!r} is not a conda package spec",
-                              "write 'name', 'name=1.2' or 'name>=1.2'; pip packages go under '- pip:'")
+        if not isinstance(item, str) or not is_match_spec(item):
+            raise RecipeError(f"{origin}:{line}: dependency {clip(item)} is not a conda match spec",
+                              "write one package per entry: 'name', 'name=1.2', 'name>=1.2,<2', 'name 1.2.* build' "
+                              "or 'channel::name'; pip packages go under '- pip:'")
         spec = conda_python_spec(item.strip())
         if spec is not None:
             python, python_line = spec, line
@@ -69,9 +88,14 @@ def _pip_section(item: dict[str, Any], line: int, origin: str) -> list[ReqLine]:
     for j, entry in enumerate(entries):
         where = line_of(entries, j) or line
         if not isinstance(entry, str):
-            raise RecipeError(f"{origin}:{where}: pip entry {entry!r} is not a string", "quote it")
+            raise RecipeError(f"{origin}:{where}: pip entry {clip(entry)} is not a string", "quote it")
         out.append(parse_line(entry.strip(), where, origin))
     return out
+
+
+def is_match_spec(dep: str) -> bool:
+    """Is `dep` a conda match spec (see the module docstring)? Syntax only: nothing is looked up."""
+    return bool(dep.strip()) and len(dep) <= 1000 and CONDA_SPEC.fullmatch(dep.strip()) is not None
 
 
 def conda_python_spec(dep: str) -> str | None:

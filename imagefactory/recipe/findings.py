@@ -1,6 +1,7 @@
 """What a detector reports: findings (used or ignored, each with a reason) and its share of the recipe.
 
-A `Detection` is plain data; `derive` concatenates the detections of every detector in registry order.
+A `Detection` is plain data carrying an `Environment` (the recipe's own type, so its fields are declared
+once); `derive` concatenates the detections of every detector in registry order.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagefactory.recipe.model import PostBuild
+from imagefactory.recipe.model import Environment
 
 
 @dataclass(frozen=True)
@@ -44,33 +45,35 @@ class Pin:
 
 @dataclass(frozen=True)
 class Detection:
-    """A detector's answer: findings plus the recipe fields it contributes (empty when nothing found)."""
+    """A detector's answer: findings plus its share of the kernel environment (empty when nothing found).
+
+    `environment.python` is not set by detectors: they state `python` claims, and `derive` chooses the
+    version from the claims and pins of every detector."""
 
     used: tuple[Finding, ...] = ()
     ignored: tuple[Finding, ...] = ()
     notes: tuple[str, ...] = ()
-    apt: tuple[str, ...] = ()
-    conda: tuple[str, ...] = ()
-    pip: tuple[str, ...] = ()
-    pipfile: str | None = None
-    install_repo: bool = False
-    post_build: tuple[PostBuild, ...] = ()
-    start: str | None = None
+    environment: Environment = field(default_factory=Environment)
     python: tuple[PythonClaim, ...] = ()
     pins: tuple[Pin, ...] = ()
-    index_urls: tuple[str, ...] = field(default=())
+    index_urls: tuple[str, ...] = ()
 
 
 def merge(parts: tuple[Detection, ...]) -> Detection:
-    """All detections in order, as one."""
+    """All detections in order, as one: lists concatenated, the first pipfile and start script kept."""
 
     def cat(attr: str) -> tuple[Any, ...]:
         return tuple(x for p in parts for x in getattr(p, attr))
 
-    return Detection(
-        used=cat("used"), ignored=cat("ignored"), notes=cat("notes"), apt=cat("apt"), conda=cat("conda"),
-        pip=cat("pip"), pipfile=next((p.pipfile for p in parts if p.pipfile), None),
-        install_repo=any(p.install_repo for p in parts), post_build=cat("post_build"),
-        start=next((p.start for p in parts if p.start), None), python=cat("python"), pins=cat("pins"),
-        index_urls=cat("index_urls"),
+    envs = tuple(p.environment for p in parts)
+
+    def env_cat(attr: str) -> tuple[Any, ...]:
+        return tuple(x for e in envs for x in getattr(e, attr))
+
+    environment = Environment(
+        apt=env_cat("apt"), conda=env_cat("conda"), pip=env_cat("pip"),
+        pipfile=next((e.pipfile for e in envs if e.pipfile), None), install_repo=any(e.install_repo for e in envs),
+        post_build=env_cat("post_build"), start=next((e.start for e in envs if e.start), None),
     )
+    return Detection(used=cat("used"), ignored=cat("ignored"), notes=cat("notes"), environment=environment,
+                     python=cat("python"), pins=cat("pins"), index_urls=cat("index_urls"))

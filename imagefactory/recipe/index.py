@@ -23,6 +23,8 @@ from typing import Any
 import requests
 from packaging.utils import canonicalize_name
 
+from imagefactory.files import atomic_write
+
 DEFAULT_INDEX = "https://pypi.org/simple"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 INDEX_ENV = ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL")
@@ -119,10 +121,7 @@ class PackageIndex:
         path = self._cache_path(project)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(data))
 
 
 def _decode(data: dict[str, Any]) -> tuple[IndexFile, ...] | None:

@@ -27,8 +27,7 @@ from imagefactory.recipe.envfile import parse_environment
 from imagefactory.recipe.index import DEFAULT_INDEX, IndexUnavailable, PackageIndex, redact
 from imagefactory.recipe.model import Recipe
 from imagefactory.recipe.pyversions import LATEST_PATCH
-from imagefactory.recipe.reqfile import parse_requirements
-from imagefactory.recipe.reqtree import follow
+from imagefactory.recipe.requirements import follow, parse_requirements
 from imagefactory.recipe.tree import RepoTree, normalize, parent
 from imagefactory.recipe.wheels import fits, release
 

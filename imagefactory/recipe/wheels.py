@@ -1,5 +1,7 @@
 """Which CPython minors a release's files serve on linux x86_64 (glibc up to 2.28, as the resolver targets).
 
+Tag compatibility is `packaging.tags`' (the rules pip installs by), asked for each minor on these platforms.
+
 A release is *compiled* when any of its wheels is platform-specific. A compiled release serves minor
 3.M when one of its wheels is for CPython 3.M (cp3M-cp3M[m]), or abi3 built for 3.K <= 3.M, or a
 py3/py3K (K <= M) wheel without ABI, on a manylinux/linux x86_64 platform. A release shipping only pure
@@ -8,10 +10,10 @@ wheels or only an sdist constrains the Python version only through its requires-
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from functools import cache
 
-from packaging.tags import Tag
+from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -23,9 +25,9 @@ from packaging.version import InvalidVersion, Version
 from imagefactory.recipe.index import IndexFile
 from imagefactory.recipe.pyversions import MINORS
 
-GLIBC = (2, 28)
-LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_x86_64")
+GLIBC_MINOR = 28  # glibc 2.28, what the resolver targets (x86_64-manylinux_2_28)
+PLATFORMS = (*(f"manylinux_2_{m}_x86_64" for m in range(GLIBC_MINOR, 4, -1)),
+             "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64")
 
 
 @dataclass(frozen=True)
@@ -72,33 +74,18 @@ def _parse(filename: str) -> tuple[Version, frozenset[Tag]] | None:
         return None
 
 
-def platform_ok(platform: str) -> bool:
-    if platform == "linux_x86_64":
-        return True
-    base = platform.removesuffix("_x86_64")
-    if base in LEGACY:
-        return LEGACY[base] <= GLIBC
-    match = MANYLINUX.fullmatch(platform)
-    return bool(match) and (int(match.group(1)), int(match.group(2))) <= GLIBC
+@cache
+def supported(minor: str) -> frozenset[Tag]:
+    """Every platform-specific wheel tag CPython `minor` installs on linux x86_64 with glibc up to 2.28,
+    as `packaging.tags` (pip's own rules) lists them: its ABI, abi3 of older minors, and no-ABI tags."""
+    version = tuple(int(part) for part in minor.split("."))
+    interpreter = f"cp{version[0]}{version[1]}"
+    abi = interpreter + ("m" if version < (3, 8) else "")
+    tags = (*cpython_tags(version, abis=[abi], platforms=PLATFORMS),
+            *compatible_tags(version, interpreter=interpreter, platforms=PLATFORMS))
+    return frozenset(t for t in tags if t.platform != "any")
 
 
 def fits(tag: Tag, minor: str) -> bool:
     """Can CPython `minor` on linux x86_64 install a platform wheel with this tag?"""
-    if tag.platform == "any" or not platform_ok(tag.platform):
-        return False
-    m = minor.replace(".", "")
-    interp, abi = tag.interpreter, tag.abi
-    if abi in (f"cp{m}", f"cp{m}m", f"cp{m}d"):
-        return interp == f"cp{m}"
-    if abi == "abi3":
-        return interp.startswith("cp3") and _minor_no(interp) <= int(m[1:])
-    if abi == "none":
-        if interp in ("py3", f"cp{m}"):
-            return True
-        return interp.startswith("py3") and len(interp) > 3 and _minor_no(interp) <= int(m[1:])
-    return False
-
-
-def _minor_no(interp: str) -> int:
-    digits = interp[3:]
-    return int(digits) if digits.isdigit() else 99
+    return tag in supported(minor)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from imagefactory.errors import RecipeError
 from imagefactory.recipe.findings import Detection, Finding
-from imagefactory.recipe.model import APT_RE
+from imagefactory.recipe.model import APT_RE, Environment
 from imagefactory.recipe.tree import RepoTree
 
 
@@ -26,4 +26,5 @@ def detect(tree: RepoTree) -> Detection:
                               "write one package per line, e.g. libgdal-dev (no shell syntax)")
         if name not in names:
             names.append(name)
-    return Detection(used=(Finding(rel, "apt", f"apt packages ({len(names)})"),), apt=tuple(names))
+    used = (Finding(rel, "apt", f"apt packages ({len(names)})"),)
+    return Detection(used=used, environment=Environment(apt=tuple(names)))

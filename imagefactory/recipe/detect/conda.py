@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from imagefactory.recipe.envfile import parse_environment
 from imagefactory.recipe.findings import Detection, Finding, PythonClaim
-from imagefactory.recipe.reqtree import follow
+from imagefactory.recipe.model import Environment
+from imagefactory.recipe.requirements import follow
 from imagefactory.recipe.tree import RepoTree, join, parent
 
 NAMES = ("environment.yml", "environment.yaml")
@@ -25,5 +26,5 @@ def detect(tree: RepoTree) -> Detection:
         claims = (PythonClaim(env.python, f"{rel} line {env.python_line}"),)
     return Detection(
         used=(Finding(rel, "conda-env", what), *pips.files), ignored=ignored, notes=pips.notes,
-        conda=(rel,), python=claims, pins=pips.pins, index_urls=pips.index_urls,
+        environment=Environment(conda=(rel,)), python=claims, pins=pips.pins, index_urls=pips.index_urls,
     )

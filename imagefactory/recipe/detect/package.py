@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import configparser
 import re
-import tomllib
 
+from imagefactory.documents import load_toml
+from imagefactory.errors import RecipeError
 from imagefactory.recipe.findings import Detection, Finding, PythonClaim
 from imagefactory.recipe.layout import root_is_package
+from imagefactory.recipe.model import Environment
 from imagefactory.recipe.tree import RepoTree
 
 SETUP_PY_REQUIRES = re.compile(r"""python_requires\s*=\s*(['"])(?P<spec>[^'"]+)\1""")
@@ -32,7 +34,7 @@ def detect(tree: RepoTree) -> Detection:
     claims = [c for f in present for c in _claims(tree, f)]
     used = tuple(Finding(f, "package", "the repository is installed as a package (pip install .)")
                  for f in present)
-    return Detection(used=used, install_repo=True, python=tuple(claims))
+    return Detection(used=used, environment=Environment(install_repo=True), python=tuple(claims))
 
 
 def _claims(tree: RepoTree, rel: str) -> list[PythonClaim]:
@@ -40,8 +42,8 @@ def _claims(tree: RepoTree, rel: str) -> list[PythonClaim]:
     spec: str | None = None
     if rel == "pyproject.toml":
         try:
-            project = tomllib.loads(text).get("project")
-        except tomllib.TOMLDecodeError:
+            project = load_toml(text, rel).get("project")
+        except RecipeError:  # a pyproject.toml the factory cannot read states no Python: not an error here
             return []
         spec = project.get("requires-python") if isinstance(project, dict) else None
     elif rel == "setup.cfg":

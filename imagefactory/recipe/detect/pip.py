@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from imagefactory.recipe.findings import Detection, Finding
-from imagefactory.recipe.reqfile import parse_requirements
-from imagefactory.recipe.reqtree import follow
+from imagefactory.recipe.model import Environment
+from imagefactory.recipe.requirements import follow, parse_requirements
 from imagefactory.recipe.tree import RepoTree
 
 
@@ -18,5 +18,5 @@ def detect(tree: RepoTree) -> Detection:
         notes += (f"{rel} installs the repository itself ('.' or '-e .'); pip runs from the repository root",)
     return Detection(
         used=(Finding(rel, "pip-requirements", f"pip requirements ({reqs.count} entries)"), *reqs.files),
-        notes=notes, pip=(rel,), pins=reqs.pins, index_urls=reqs.index_urls,
+        notes=notes, environment=Environment(pip=(rel,)), pins=reqs.pins, index_urls=reqs.index_urls,
     )

@@ -4,13 +4,14 @@ gets installed. `[requires] python_version` (or the lock's `_meta.requires`) sta
 from __future__ import annotations
 
 import json
-import tomllib
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from imagefactory.documents import load_toml
 from imagefactory.errors import RecipeError
 from imagefactory.recipe.findings import Detection, Finding, Pin, PythonClaim
+from imagefactory.recipe.model import Environment
 from imagefactory.recipe.tree import RepoTree, join, parent
 
 RANK = 2
@@ -36,15 +37,12 @@ def detect(tree: RepoTree) -> Detection:
         claims += [] if claims else _claim(meta, lock)
         pins = lock_pins
         used.append(Finding(lock, "pipfile", "Pipfile.lock: exact versions, installed as locked"))
-    return Detection(used=tuple(used), pipfile=lock or pipfile, python=tuple(claims), pins=pins)
+    return Detection(used=tuple(used), environment=Environment(pipfile=lock or pipfile), python=tuple(claims),
+                     pins=pins)
 
 
 def _toml(tree: RepoTree, rel: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(tree.read_text(rel))
-    except tomllib.TOMLDecodeError as exc:
-        line = str(exc).split("line ")[-1].split(",")[0] if "line " in str(exc) else "1"
-        raise RecipeError(f"{rel}:{line}: TOML syntax error: {exc}", "fix the TOML on that line") from None
+    return load_toml(tree.read_text(rel), rel)
 
 
 def _claim(requires: Any, rel: str) -> list[PythonClaim]:
@@ -70,8 +68,8 @@ def _pipfile_pins(packages: Any, rel: str) -> tuple[Pin, ...]:
 def _lock(tree: RepoTree, rel: str) -> tuple[Any, tuple[Pin, ...]]:
     try:
         data = json.loads(tree.read_text(rel))
-    except ValueError as exc:
-        raise RecipeError(f"{rel}: not valid JSON ({exc})", "regenerate it with 'pipenv lock'") from None
+    except (ValueError, RecursionError) as exc:
+        raise RecipeError(f"{rel}: not valid JSON ({str(exc)[:200]})", "regenerate it with 'pipenv lock'") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{rel}: must be a JSON object", "regenerate it with 'pipenv lock'")
     meta = (data.get("_meta") or {}).get("requires") if isinstance(data.get("_meta"), dict) else None

@@ -4,7 +4,7 @@ as in repo2docker; turn it off in the recipe); `start` is recorded for the launc
 from __future__ import annotations
 
 from imagefactory.recipe.findings import Detection, Finding
-from imagefactory.recipe.model import PostBuild
+from imagefactory.recipe.model import Environment, PostBuild
 from imagefactory.recipe.tree import RepoTree
 
 
@@ -16,4 +16,5 @@ def detect(tree: RepoTree) -> Detection:
         used.append(Finding(post, "postBuild", "runs after the environment is installed (run: true)"))
     if start:
         used.append(Finding(start, "start", "recorded as the start script; runs before JupyterLab starts"))
-    return Detection(used=tuple(used), post_build=(PostBuild(post, True),) if post else (), start=start)
+    post_build = (PostBuild(post, True),) if post else ()
+    return Detection(used=tuple(used), environment=Environment(post_build=post_build, start=start))

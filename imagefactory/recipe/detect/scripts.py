@@ -5,7 +5,7 @@ scripts are not considered (too often unrelated tools)."""
 from __future__ import annotations
 
 from imagefactory.recipe.findings import Detection, Finding
-from imagefactory.recipe.model import PostBuild
+from imagefactory.recipe.model import Environment, PostBuild
 from imagefactory.recipe.tree import RepoTree
 
 SUFFIXES = (".sh", ".bash")
@@ -19,4 +19,5 @@ def detect(tree: RepoTree) -> Detection:
     used = tuple(Finding(s, "setup-script", why) for s in scripts)
     notes = tuple(f"{s} is off: to run it after the install, set 'run: true' for it under "
                   "environment.post_build in the recipe" for s in scripts)
-    return Detection(used=used, notes=notes, post_build=tuple(PostBuild(s, False) for s in scripts))
+    post_build = tuple(PostBuild(s, False) for s in scripts)
+    return Detection(used=used, notes=notes, environment=Environment(post_build=post_build))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import pytest
+from ruamel.yaml import YAML
 
 from imagefactory.errors import RecipeError
 from imagefactory.recipe import PythonSpec, Recipe, Source, check_recipe, load_recipe, write_recipe
@@ -17,9 +20,52 @@ def test_new_file_has_header_and_round_trips(tmp_path: Path) -> None:
     result = write_recipe(path, RECIPE)
     assert result.written and result.diff == ""
     text = path.read_text()
-    assert text.startswith("# Recipe derived by imagefactory")
-    assert "edit freely" in text.splitlines()[0]
+    assert text.splitlines()[0] == "# yaml-language-server: $schema=./recipe.schema.json"
+    assert text.splitlines()[1].startswith("# Recipe derived by imagefactory")
+    assert "edit freely" in text.splitlines()[1]
     assert load_recipe(path) == RECIPE
+
+
+def test_the_schema_the_modeline_names_is_written_beside_and_checks_the_recipe(tmp_path: Path) -> None:
+    path = tmp_path / "recipes" / "demo.yaml"
+    write_recipe(path, RECIPE)
+    schema = json.loads((path.parent / "recipe.schema.json").read_text())
+    data = YAML(typ="safe", pure=True).load(path.read_text())
+    jsonschema.validate(data, schema)  # what an editor does with the modeline
+    data["image"]["base"] = "windows"
+    with pytest.raises(jsonschema.ValidationError, match="windows"):
+        jsonschema.validate(data, schema)
+    data["image"]["base"] = "ubuntu-24.04"
+    data["image"]["volume_gb"] = 4
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
+
+
+@pytest.mark.parametrize(("text", "line", "field", "hint"), [
+    ("name: demo\nsource:\n  repo: x\n  commit: y\nimage:\n  volume_gb: abc\n", 6, "image.volume_gb",
+     "whole number"),
+    ("name: demo\nsource:\n  repo: x\n  commit: y\nimage:\n  volume_gb: 4\n", 6, "image.volume_gb", "fix"),
+    ("name: demo\nsource:\n  repo: x\n", 2, "source.commit", "re-derive"),
+    ("name: demo\nsource:\n  repo: x\n  commit: y\nenvironment:\n  python:\n    version: 3.10\n", 7,
+     "environment.python.version", "quoted"),
+    ("name: demo\nsource:\n  repo: x\n  commit: y\nimage:\n  volum_gb: 40\n", 6, "image.volum_gb",
+     "volume_gb"),
+    ("name: demo\nsource:\n  repo: x\n  commit: y\ntags:\n  aws:owner: me\n", 5, "tags", "aws:"),
+    ("name: demo\nsource:\n  repo: x\n  commit: y\nenvironment:\n  post_build:\n    - run: true\n", 7,
+     "environment.post_build[0].path", "add it"),
+    ("name: " + "a" * 70 + "\nsource:\n  repo: x\n  commit: y\n", 1, "name", "1 to 63"),
+])
+def test_schema_errors_name_file_line_field_and_fix(tmp_path: Path, text: str, line: int, field: str,
+                                                     hint: str) -> None:
+    path = tmp_path / "demo.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError) as err:
+        check_recipe(path)
+    assert err.value.message.startswith(f"{path}:{line}: field '{field}' ")
+    if field == "name":
+        assert "70 characters long, over the limit of 63" in err.value.message
+    assert hint in err.value.hint
+    assert len(str(err.value)) < 400
 
 
 def test_python_310_stays_a_string(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from imagefactory.errors import RecipeError
 from imagefactory.recipe.envfile import conda_python_spec
-from imagefactory.recipe.reqfile import parse_requirements
+from imagefactory.recipe.requirements import parse_requirements
 
 
 def test_kinds_names_and_pins() -> None:

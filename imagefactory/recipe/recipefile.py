@@ -1,25 +1,34 @@
-"""Read and write recipe files: ruamel.yaml round trip, so a user's comments and edits survive.
+"""The recipe file (recipes/NAME.yaml): read and validate it, write it; comments and edits survive.
 
-`write_recipe` never silently overwrites: if the file exists and would change, it returns the unified
-diff and leaves the file alone unless `force=True`. A forced rewrite updates the existing YAML document
-in place, so comments stay wherever their key survives. New files get a comment header.
+Reading goes through `imagefactory.documents` (bounded, no aliases, round trip for line numbers) and
+`Recipe.from_dict` (the schema). `write_recipe` never silently overwrites: if the file exists and would
+change, it returns the unified diff and leaves the file alone unless `force=True`. A forced rewrite
+updates the existing YAML document in place, so comments stay wherever their key survives. New files get
+a comment header whose first line, `# yaml-language-server: $schema=./recipe.schema.json`, points editors
+(VS Code's YAML extension and others using yaml-language-server, which resolves a relative path against
+the YAML file) at the schema the factory writes beside the recipes, `recipes/recipe.schema.json`: a file in
+the home works offline, with no URL to publish, and is rewritten from the installed factory's schema
+whenever a recipe is written, so it always matches the factory that reads the recipes.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from imagefactory.documents import HOME_LIMITS, dump_yaml, load_yaml
 from imagefactory.errors import RecipeError
+from imagefactory.files import atomic_write
 from imagefactory.recipe.model import Recipe
-from imagefactory.recipe.yamlio import dump_yaml, load_yaml
+from imagefactory.schemas import schema_text
 
-HEADER = ("# Recipe derived by imagefactory from {repo}; edit freely.\n"
+SCHEMA_FILE = "recipe.schema.json"
+MODELINE = f"# yaml-language-server: $schema=./{SCHEMA_FILE}\n"
+HEADER = (MODELINE + "# Recipe derived by imagefactory from {repo}; edit freely.\n"
           "# Re-deriving shows a diff and keeps your edits unless you pass --force.\n"
           "# Fields and install order: recipes/README.md\n")
 
@@ -38,7 +47,10 @@ def load_recipe(path: Path) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read ({exc.strerror})", "check the recipe path") from None
-    return Recipe.from_dict(load_yaml(text, str(path)), origin=str(path))
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path} is not UTF-8 text (at byte offset {exc.start})",
+                          "save the recipe as UTF-8") from None
+    return Recipe.from_dict(load_yaml(text, str(path), limits=HOME_LIMITS), origin=str(path))
 
 
 def check_recipe(path: Path) -> Recipe:
@@ -51,7 +63,7 @@ def render_recipe(recipe: Recipe, existing: str | None = None) -> str:
     fresh = recipe.to_dict()
     if existing is not None:
         try:
-            doc = load_yaml(existing, "existing recipe")
+            doc = load_yaml(existing, "existing recipe", limits=HOME_LIMITS)
         except RecipeError:
             doc = None
         if isinstance(doc, CommentedMap):
@@ -65,13 +77,13 @@ def write_recipe(path: Path, recipe: Recipe, *, force: bool = False) -> WriteRes
     old = path.read_text(encoding="utf-8") if path.exists() else None
     new = render_recipe(recipe, old)
     if old is None:
-        _atomic_write(path, new)
+        _write(path, new)
         return WriteResult(path, True, "")
     diff = "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                         fromfile=f"{path} (yours)", tofile=f"{path} (derived)"))
     if not diff or not force:
         return WriteResult(path, False, diff)
-    _atomic_write(path, new)
+    _write(path, new)
     return WriteResult(path, True, diff)
 
 
@@ -114,11 +126,16 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _write(path: Path, text: str) -> None:
+    """Write the recipe, and the schema its modeline names beside it when missing or out of date."""
+    atomic_write(path, text)
+    write_schema(path.parent)
+
+
+def write_schema(folder: Path) -> Path:
+    """`folder/recipe.schema.json` holding this factory's recipe schema (rewritten only when it differs)."""
+    target = Path(folder) / SCHEMA_FILE
+    text = schema_text("recipe")
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        atomic_write(target, text)
+    return target

@@ -1,8 +1,11 @@
-"""Parse pip requirement lines (requirements.txt, or the `pip:` list of an environment.yml) without pip.
+"""pip requirement files (requirements.txt, or the `pip:` list of an environment.yml), read without pip.
 
-Every line must be a PEP 508 requirement, a URL/VCS/path requirement, or an option pip accepts in a
-requirements file; anything else raises `RecipeError` naming the file and the line. Nothing is fetched
-and no included file is read here: includes are returned for the caller to follow.
+`parse_requirements` checks every line: a PEP 508 requirement, a URL/VCS/path requirement, or an option
+pip accepts in a requirements file; anything else raises `RecipeError` naming the file and the line.
+`follow` then walks a file's `-r`/`-c` includes inside the repository (paths relative to the including
+file's folder, as pip reads them) and collects what they say; an include that is missing or leaves the
+repository raises `RecipeError` naming the including file and line; a remote (http) include is left to
+pip and noted.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ from dataclasses import dataclass
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from imagefactory.documents import clip
 from imagefactory.errors import RecipeError
+from imagefactory.recipe.findings import Finding, Pin
+from imagefactory.recipe.tree import RepoTree, normalize, parent
+
+MAX_INCLUDES = 50
 
 VALUE_OPTIONS = {
     "-r": "requirement-file", "--requirement": "requirement-file",
@@ -77,7 +85,7 @@ def _option(line: str, number: int, origin: str) -> ReqLine:
         return ReqLine(number, "option", opt)
     kind = VALUE_OPTIONS.get(opt)
     if kind is None:
-        raise RecipeError(f"{origin}:{number}: unknown option {opt!r}",
+        raise RecipeError(f"{origin}:{number}: unknown option {clip(opt)}",
                           "pip accepts -r, -c, -e, --index-url, --extra-index-url, -f and a few more here")
     if not value:
         raise RecipeError(f"{origin}:{number}: option {opt} needs a value", f"write '{opt} VALUE'")
@@ -108,7 +116,7 @@ def parse_requirement(line: str, number: int, origin: str) -> ReqLine:
         if CONDA_LIKE.match(text):
             hint = "this looks like a conda spec (single '='): use '==' or move it to environment.yml"
         reason = str(exc).splitlines()[0].rstrip(" :")
-        raise RecipeError(f"{origin}:{number}: not a valid requirement {text!r}: {reason}", hint) from None
+        raise RecipeError(f"{origin}:{number}: not a valid requirement {clip(text)}: {reason[:200]}", hint) from None
     name = canonicalize_name(req.name)
     if req.url:
         return ReqLine(number, "url", text, name=name)
@@ -140,3 +148,75 @@ def installs_repo(lines: tuple[ReqLine, ...]) -> bool:
     """True if a line installs the repository itself ('.' or '-e .')."""
     return any(r.kind in ("url", "editable") and r.value.split("[")[0].rstrip("/") in (".", "./")
                for r in lines)
+
+
+
+@dataclass(frozen=True)
+class ReqSet:
+    """Everything a requirements file (and its includes) says, flattened."""
+
+    files: tuple[Finding, ...]   # the included/constraint files, as used findings
+    pins: tuple[Pin, ...]
+    names: tuple[str, ...]       # every named requirement (normalized), pinned or not
+    index_urls: tuple[str, ...]
+    count: int                   # requirements (not options) across all files
+    installs_repo: bool
+    notes: tuple[str, ...]
+
+
+def follow(tree: RepoTree, rel: str, lines: tuple[ReqLine, ...]) -> ReqSet:
+    """Walk the includes of `rel` (already parsed as `lines`), depth first, each file once."""
+    state = _Walk(tree)
+    state.visit(rel, lines, constraint=False)
+    return ReqSet(tuple(state.files), tuple(state.pins), tuple(state.names), tuple(state.index_urls), state.count,
+                  state.repo, tuple(state.notes))
+
+
+class _Walk:
+    def __init__(self, tree: RepoTree) -> None:
+        self.tree = tree
+        self.seen: set[str] = set()
+        self.files: list[Finding] = []
+        self.pins: list[Pin] = []
+        self.names: list[str] = []
+        self.index_urls: list[str] = []
+        self.notes: list[str] = []
+        self.count = 0
+        self.repo = False
+
+    def visit(self, rel: str, lines: tuple[ReqLine, ...], constraint: bool) -> None:
+        self.seen.add(rel)
+        if not constraint:
+            self.repo = self.repo or installs_repo(lines)
+        for line in lines:
+            if line.kind in ("requirement-file", "constraint"):
+                self.include(rel, line)
+            elif line.kind == "index-url":
+                self.index_urls.append(line.value)
+            elif line.kind in ("requirement", "url", "editable") and not constraint:
+                self.count += 1
+                if line.name and line.name not in self.names:
+                    self.names.append(line.name)
+                if line.pin and line.name:
+                    self.pins.append(Pin(line.name, line.pin, f"{rel}:{line.line}"))
+
+    def include(self, rel: str, line: ReqLine) -> None:
+        if "://" in line.value:
+            scheme = line.value.split("://")[0]
+            self.notes.append(f"{rel}:{line.line}: remote include {scheme}://… left to pip")
+            return
+        target = normalize(parent(rel), line.value)
+        if target is None:
+            raise RecipeError(f"{rel}:{line.line}: include {clip(line.value)} points outside the repository",
+                              "keep requirement files inside the repository")
+        if not self.tree.has(target):
+            raise RecipeError(f"{rel}:{line.line}: included file {clip(line.value)} does not exist ({target})",
+                              "fix the path; it is relative to the including file's folder")
+        if target in self.seen:
+            return
+        if len(self.seen) >= MAX_INCLUDES:
+            raise RecipeError(f"{rel}:{line.line}: more than {MAX_INCLUDES} included files", "flatten them")
+        constraint = line.kind == "constraint"
+        what = "constraints" if constraint else "requirements"
+        self.files.append(Finding(target, "pip-requirements", f"{what} included by {rel} line {line.line}"))
+        self.visit(target, parse_requirements(self.tree.read_text(target), target), constraint)
