@@ -61,6 +61,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imagefactory import proc
+from imagefactory.contract import shipped
 from imagefactory.errors import RenderError, RepoError
 from imagefactory.recipe.model import APT_RE, NAME_RE, Recipe
 
@@ -73,7 +74,7 @@ MANIFEST_PATH = "/etc/imagefactory/manifest.json"
 TOKEN_FILE = ".jupyter/imagefactory-token"
 EXECUTE_COMMAND = (f"sudo -E env IF_CONFIG={REMOTE_DIR}/config.json IF_DIR={REMOTE_DIR} "
                    "bash '{{ .Path }}'")
-PACKER_DIR = Path(__file__).resolve().parents[1] / "packer"
+PACKER_DIR = shipped()
 DIR_COMMIT_PREFIX = "dir-sha256:"
 KERNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STAGE_RE = re.compile(r"(\d\d)-[a-z0-9-]+\.sh")
