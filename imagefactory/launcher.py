@@ -1,7 +1,7 @@
 """Launch an image from the catalog: a pure choice of build and region, then the effects, undone on failure.
 
     choose(entry, region, order)  -> Choice       which build and AMI (pure)
-    check_options(opts)                            instance type, port, volume, autostop (pure)
+    check_options(opts)                            instance type, ssh source, port, volume, autostop (pure)
     launch(home, opts, progress)  -> LaunchResult  key pair, security group, instance, wait, prices
 
 A failed or interrupted launch removes what it made in that call (the instance, and a security group or
@@ -42,6 +42,7 @@ class LaunchOptions:
     volume: int | None = None
     key: str | None = None
     cidr: str | None = None
+    allow_wide_cidr: bool = False  # --allow-wide-cidr: a --cidr wider than a /24 (IPv6 /56)
     local_port: int = 7005
     sandbox: bool = False
     wait: bool = True
@@ -90,6 +91,8 @@ class LaunchResult:
 
 def check_options(opts: LaunchOptions) -> None:
     ec2.check_instance_type(opts.instance_type)
+    if opts.cidr is not None:
+        ec2.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr)
     if not 0 <= opts.autostop <= 7 * 24 * 60:
         raise CloudError(f"--autostop {opts.autostop} is out of range", "give idle minutes (0 turns auto-stop off)")
     if opts.volume is not None and not 1 <= opts.volume <= 16384:
@@ -203,7 +206,7 @@ def launch(home: Home, opts: LaunchOptions, progress: Progress) -> LaunchResult:
         from imagefactory.sandbox import instances as local
 
         local.check_ready(home, choice.build_id)
-    cidr = ec2.check_cidr(opts.cidr) if opts.cidr else ec2.caller_cidr(target)
+    cidr = ec2.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr) if opts.cidr else ec2.caller_cidr(target)
     plan = _Plan(choice, user, jupyter_port, cidr)
     made = _Made()
     try:

@@ -29,6 +29,7 @@ CHECKIP_URL = "https://checkip.amazonaws.com"
 SSH_PORT = 22
 RUN_TIMEOUT = 300.0  # seconds until an instance runs
 SSH_TIMEOUT = 300.0  # seconds until its sshd answers
+WIDEST_PREFIX = {4: 24, 6: 56}  # the widest ssh source allowed without --allow-wide-cidr
 KEY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -134,7 +135,9 @@ def check_instance_type(kind: str) -> str:
     return kind
 
 
-def check_cidr(cidr: str) -> str:
+def check_cidr(cidr: str, *, allow_wide: bool = False) -> str:
+    """The ssh source as a network. Never the whole internet; nothing wider than a /24 (IPv6: a /56, one
+    site) unless `allow_wide` (--allow-wide-cidr): every address in it could try the instance's ssh."""
     try:
         net = ipaddress.ip_network(cidr.strip(), strict=True)
     except ValueError as exc:
@@ -142,6 +145,11 @@ def check_cidr(cidr: str) -> str:
                          "pass your address as A.B.C.D/32") from None
     if net.prefixlen == 0:
         raise CloudError(f"--cidr {cidr} would open ssh to the whole internet", "pass your own address as A.B.C.D/32")
+    widest = WIDEST_PREFIX[net.version]
+    if net.prefixlen < widest and not allow_wide:
+        raise CloudError(f"--cidr {cidr} lets {net.num_addresses:,} addresses try ssh on the instance, more than "
+                         f"a /{widest}", "pass your own address (A.B.C.D/32), or add --allow-wide-cidr if you "
+                         "mean it")
     return str(net)
 
 
