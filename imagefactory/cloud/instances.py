@@ -23,6 +23,7 @@ from typing import Any
 from imagefactory import proc
 from imagefactory.cloud.target import Target
 from imagefactory.errors import CloudError
+from imagefactory.waiting import WaitTimeout, wait_for
 
 MANAGED_TAG = ("managed-by", "imagefactory")
 CHECKIP_URL = "https://checkip.amazonaws.com"
@@ -209,15 +210,22 @@ def delete_security_group(target: Target, region: str, group_id: str, timeout: f
     from botocore.exceptions import ClientError
 
     ec2 = target.client("ec2", region)
-    deadline = time.monotonic() + timeout
-    while True:
+    last: list[ClientError] = []
+
+    def deleted() -> bool:
         try:
             ec2.delete_security_group(GroupId=group_id)
-            return
+            return True
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "DependencyViolation" or time.monotonic() > deadline:
+            if exc.response["Error"]["Code"] != "DependencyViolation":
                 raise
-        time.sleep(5)
+            last[:] = [exc]
+            return False
+
+    try:
+        wait_for(deleted, timeout=timeout, interval=5.0, what=f"deleting security group {group_id}")
+    except WaitTimeout:
+        raise last[0] from None
 
 
 def root_device(target: Target, region: str, ami: str) -> tuple[str, int]:
@@ -256,36 +264,47 @@ def describe(target: Target, region: str, instance_id: str) -> dict[str, Any] | 
     return found[0] if found else None
 
 
+WAITERS = {"running": "instance_running", "stopped": "instance_stopped", "terminated": "instance_terminated"}
+
+
 def wait_state(target: Target, region: str, instance_id: str, state: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    delay = 0.2 if target.sandbox else 3.0
-    while True:
+    """Wait with EC2's own waiter until the instance is in `state` (running, stopped or terminated)."""
+    from botocore.exceptions import WaiterError
+
+    delay = 1 if target.sandbox else 5
+    waiter = target.client("ec2", region).get_waiter(WAITERS[state])
+    try:
+        waiter.wait(InstanceIds=[instance_id],
+                    WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(timeout // delay))})
+    except WaiterError:
         instance = describe(target, region, instance_id)
         current = instance["State"]["Name"] if instance else "gone"
-        if current == state:
-            assert instance is not None
-            return instance
-        if current in ("terminated", "gone") or time.monotonic() > deadline:
-            raise CloudError(f"instance {instance_id} is {current}, not {state}, after {timeout:.0f} s",
-                             f"see the EC2 console for {region}")
-        time.sleep(delay)
+        raise CloudError(f"instance {instance_id} is {current}, not {state}, after {timeout:.0f} s",
+                         f"see the EC2 console for {region}") from None
+    instance = describe(target, region, instance_id)
+    if instance is None:
+        raise CloudError(f"instance {instance_id} is gone, not {state}", f"see the EC2 console for {region}")
+    return instance
 
 
 def wait_ssh(host: str, port: int, timeout: float) -> float:
     """Wait until an ssh server answers at host:port with its banner; returns the seconds waited."""
     started = time.monotonic()
-    while True:
+
+    def banner() -> bool:
         try:
             with socket.create_connection((host, port), timeout=5) as conn:
                 conn.settimeout(5)
-                if conn.recv(4).startswith(b"SSH-"):
-                    return time.monotonic() - started
+                return conn.recv(4).startswith(b"SSH-")
         except OSError:
-            pass
-        if time.monotonic() - started > timeout:
-            raise CloudError(f"ssh at {host}:{port} did not answer within {timeout:.0f} s",
-                             "check the security group allows your address (--cidr)")
-        time.sleep(1.0)
+            return False
+
+    try:
+        wait_for(banner, timeout=timeout, interval=1.0, what=f"ssh at {host}:{port}")
+    except WaitTimeout:
+        raise CloudError(f"ssh at {host}:{port} did not answer within {timeout:.0f} s",
+                         "check the security group allows your address (--cidr)") from None
+    return time.monotonic() - started
 
 
 def managed(target: Target, regions: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
