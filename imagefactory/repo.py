@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # no git on PATH: MissingProgram on first use, not ImportError
 import git
 
 from imagefactory.errors import RepoError
