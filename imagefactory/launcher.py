@@ -21,6 +21,7 @@ from typing import Any
 
 from imagefactory import catalog, pricing
 from imagefactory.catalog import Build, ImageEntry
+from imagefactory.cloud import access
 from imagefactory.cloud import instances as ec2
 from imagefactory.cloud.target import Target
 from imagefactory.connect import open_catalog_target
@@ -92,7 +93,7 @@ class LaunchResult:
 def check_options(opts: LaunchOptions) -> None:
     ec2.check_instance_type(opts.instance_type)
     if opts.cidr is not None:
-        ec2.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr)
+        access.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr)
     if not 0 <= opts.autostop <= 7 * 24 * 60:
         raise CloudError(f"--autostop {opts.autostop} is out of range", "give idle minutes (0 turns auto-stop off)")
     if opts.volume is not None and not 1 <= opts.volume <= 16384:
@@ -190,7 +191,7 @@ class _Plan:
 class _Made:
     """What this launch created so far, so that a failure removes exactly that."""
 
-    key: ec2.KeyPair | None = None
+    key: access.KeyPair | None = None
     group: str | None = None
     instance: str | None = None
     local: bool = False
@@ -206,7 +207,7 @@ def launch(home: Home, opts: LaunchOptions, progress: Progress) -> LaunchResult:
         from imagefactory.sandbox import instances as local
 
         local.check_ready(home, choice.build_id)
-    cidr = ec2.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr) if opts.cidr else ec2.caller_cidr(target)
+    cidr = access.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr) if opts.cidr else access.caller_cidr(target)
     plan = _Plan(choice, user, jupyter_port, cidr)
     made = _Made()
     try:
@@ -238,8 +239,8 @@ def _create(home: Home, target: Target, opts: LaunchOptions, plan: _Plan, made: 
     volume = opts.volume or size
     if volume < size:
         raise CloudError(f"--volume {volume} GB is smaller than the image's {size} GB disk", f"pass --volume {size}")
-    made.key = ec2.ensure_key_pair(target, choice.region, opts.key)
-    group, created = ec2.ensure_security_group(target, choice.region, plan.cidr)
+    made.key = access.ensure_key_pair(target, choice.region, opts.key)
+    group, created = access.ensure_security_group(target, choice.region, plan.cidr)
     made.group = group if created else None
     tags = {"Name": f"{choice.image}-{choice.build_id}", "imagefactory:image": choice.image,
             "imagefactory:build-id": choice.build_id, "imagefactory:login-user": plan.user,
@@ -318,9 +319,9 @@ def _rollback(home: Home, target: Target, region: str, made: _Made, progress: Pr
     if made.instance:
         steps.append((f"instance {made.instance}", lambda: _drop_instance(home, target, region, made)))
     if made.group:
-        steps.append((f"security group {made.group}", lambda: ec2.delete_security_group(target, region, made.group)))
+        steps.append((f"security group {made.group}", lambda: access.delete_security_group(target, region, made.group)))
     if made.key and (made.key.created_remote or made.key.created_local):
-        steps.append((f"key pair {made.key.name}", lambda: ec2.delete_key_pair(target, region, made.key)))
+        steps.append((f"key pair {made.key.name}", lambda: access.delete_key_pair(target, region, made.key)))
     for what, step in steps:
         try:
             step()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagefactory.cloud.instances import check_cidr
+from imagefactory.cloud.access import check_cidr
 from imagefactory.errors import CloudError
 from imagefactory.launcher import LaunchOptions, check_options
 
