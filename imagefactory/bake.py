@@ -21,17 +21,17 @@ from typing import Any
 from imagefactory import __version__, catalog
 from imagefactory.bases import BASES
 from imagefactory.catalog import Build
+from imagefactory.checkouts import checkout
 from imagefactory.cloud import images
-from imagefactory.cloud.target import SANDBOX_NOTICE, Target, check_regions, choose_target, open_target
+from imagefactory.cloud.target import SANDBOX_NOTICE, Target, check_regions, choose_target, open_target, python_default
 from imagefactory.dataplane import check_sandbox_needs, pack_image, plan, sandbox_machine
-from imagefactory.errors import BakeInterrupted, FactoryError, PackerError, RecipeError, ResolveError
+from imagefactory.errors import BakeInterrupted, FactoryError, PackerError, ResolveError
 from imagefactory.home import Home
 from imagefactory.packer import Packer, find_packer
-from imagefactory.recipe import PythonSpec, Recipe, RepoTree, Source, derive, load_recipe, write_recipe
-from imagefactory.recipe_commands import resolve_check
+from imagefactory.recipe import Recipe
+from imagefactory.recipe_commands import bake_recipe, rehearsal, resolve_check
 from imagefactory.render import Features, SshEndpoint, packer_vars, template_files, write_build_dir
 from imagefactory.repo import Checkout
-from imagefactory.sourcing import checkout, package_index
 
 Progress = Callable[[str], None]
 
@@ -101,7 +101,8 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     with clock.stage("resolve"):
         found = checkout(home, opts.repo, ref=opts.ref, name=opts.name, progress=progress)
     with clock.stage("derive"):
-        recipe, recipe_path, notes = _recipe(home, opts, found, progress)
+        recipe, recipe_path, notes = bake_recipe(home, found, regions=opts.regions, python=opts.python,
+                                                 default=python_default(target.kind), progress=progress)
         check_regions(recipe.image.regions)
     dataplan = plan(target.kind, api_only=opts.api_only, supported=_sandbox_supported(target))
     if dataplan.notice:
@@ -110,7 +111,7 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     if target.sandbox and dataplan.provision:
         from imagefactory.provision import preflight
 
-        check_sandbox_needs(preflight(recipe, target="sandbox"))
+        check_sandbox_needs(preflight(recipe, target="sandbox", rehearse=rehearsal(home, recipe, found.path)))
     if opts.resolve:
         with clock.stage("packages"):
             _check_packages(home, recipe, found, progress)
@@ -266,36 +267,6 @@ def _rel(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
-
-
-def _recipe(home: Home, opts: BakeOptions, found: Checkout,
-            progress: Progress) -> tuple[Recipe, Path, list[str]]:
-    """The recipe for this bake: the user's recipes/NAME.yaml if it exists, else a derived one (written)."""
-    path = home.recipe_path(found.name)
-    source = Source(repo=found.url, ref=found.ref, commit=found.commit)
-    notes: list[str] = []
-    if path.exists():
-        recipe = load_recipe(path)
-        if recipe.source.repo != found.url:
-            raise RecipeError(f"{path}: field 'source.repo' is {recipe.source.repo!r}, not {found.url!r}",
-                              "pass --name to bake this repo under another image name")
-        progress(f"recipe: using {path} (yours to edit; 'invoke recipe --repo ... --force' re-derives it)")
-        recipe = recipe.with_source(source)
-    else:
-        derivation = derive(RepoTree.scan(found.path), name=found.name, source=source,
-                            regions=opts.regions, index=package_index(home))
-        recipe = derivation.recipe
-        write_recipe(path, recipe)
-        notes.extend(derivation.notes)
-        progress(f"recipe: derived and wrote {path}")
-        for line in derivation.report().splitlines():
-            progress(f"  {line}")
-    if opts.regions:
-        recipe = recipe.with_regions(opts.regions)
-    if opts.python:
-        recipe = recipe.with_python(PythonSpec(opts.python, "override", "--python given on the command line"))
-        Recipe.from_dict(recipe.to_dict(), "--python")
-    return recipe, path, notes
 
 
 def _check_packages(home: Home, recipe: Recipe, found: Checkout, progress: Progress) -> None:

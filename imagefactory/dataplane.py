@@ -8,12 +8,12 @@ run for real. `plan` decides (pure); `sandbox_machine` and `pack_image` do it.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagefactory import proc
 from imagefactory.cloud.target import Target
 from imagefactory.errors import SandboxError
 from imagefactory.home import Home, rootfs_cache_dir
@@ -48,8 +48,7 @@ def image_path(home: Home, build_id: str) -> Path:
 
 def _build_key(build_dir: Path) -> tuple[Path, str]:
     key = build_dir / "build-key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "imagefactory-build", "-f", str(key)],
-                   check=True, capture_output=True)
+    proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "imagefactory-build", "-f", str(key)], timeout=30)
     key.chmod(0o400)
     return key, (build_dir / "build-key.pub").read_text().strip()
 

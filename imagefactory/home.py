@@ -46,9 +46,10 @@ class Home:
 
     @property
     def packer_dir(self) -> Path:
-        """The factory's own packer/ folder (templates, scripts, files); a home may carry its own copy."""
-        own = self.root / "packer" / "templates"
-        return own.parent if own.is_dir() else SOURCE_ROOT / "packer"
+        """The home's own packer/ folder (templates, scripts, files) if it has one, else the shipped one."""
+        from imagefactory.contract import packer_dir
+
+        return packer_dir(self.root)
 
     def catalog_path(self, target: str) -> Path:
         return self.sandbox_dir / "catalog.yaml" if target == "sandbox" else self.root / "catalog.yaml"

@@ -1,7 +1,7 @@
 """Launch an image from the catalog: a pure choice of build and region, then the effects, undone on failure.
 
     choose(entry, region, order)  -> Choice       which build and AMI (pure)
-    check_options(opts)                            instance type, port, volume, autostop (pure)
+    check_options(opts)                            instance type, ssh source, port, volume, autostop (pure)
     launch(home, opts, progress)  -> LaunchResult  key pair, security group, instance, wait, prices
 
 A failed or interrupted launch removes what it made in that call (the instance, and a security group or
@@ -21,6 +21,7 @@ from typing import Any
 
 from imagefactory import catalog, pricing
 from imagefactory.catalog import Build, ImageEntry
+from imagefactory.cloud import access
 from imagefactory.cloud import instances as ec2
 from imagefactory.cloud.target import Target
 from imagefactory.connect import open_catalog_target
@@ -42,6 +43,7 @@ class LaunchOptions:
     volume: int | None = None
     key: str | None = None
     cidr: str | None = None
+    allow_wide_cidr: bool = False  # --allow-wide-cidr: a --cidr wider than a /24 (IPv6 /56)
     local_port: int = 7005
     sandbox: bool = False
     wait: bool = True
@@ -90,6 +92,8 @@ class LaunchResult:
 
 def check_options(opts: LaunchOptions) -> None:
     ec2.check_instance_type(opts.instance_type)
+    if opts.cidr is not None:
+        access.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr)
     if not 0 <= opts.autostop <= 7 * 24 * 60:
         raise CloudError(f"--autostop {opts.autostop} is out of range", "give idle minutes (0 turns auto-stop off)")
     if opts.volume is not None and not 1 <= opts.volume <= 16384:
@@ -187,7 +191,7 @@ class _Plan:
 class _Made:
     """What this launch created so far, so that a failure removes exactly that."""
 
-    key: ec2.KeyPair | None = None
+    key: access.KeyPair | None = None
     group: str | None = None
     instance: str | None = None
     local: bool = False
@@ -203,7 +207,7 @@ def launch(home: Home, opts: LaunchOptions, progress: Progress) -> LaunchResult:
         from imagefactory.sandbox import instances as local
 
         local.check_ready(home, choice.build_id)
-    cidr = ec2.check_cidr(opts.cidr) if opts.cidr else ec2.caller_cidr(target)
+    cidr = access.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr) if opts.cidr else access.caller_cidr(target)
     plan = _Plan(choice, user, jupyter_port, cidr)
     made = _Made()
     try:
@@ -235,8 +239,8 @@ def _create(home: Home, target: Target, opts: LaunchOptions, plan: _Plan, made: 
     volume = opts.volume or size
     if volume < size:
         raise CloudError(f"--volume {volume} GB is smaller than the image's {size} GB disk", f"pass --volume {size}")
-    made.key = ec2.ensure_key_pair(target, choice.region, opts.key)
-    group, created = ec2.ensure_security_group(target, choice.region, plan.cidr)
+    made.key = access.ensure_key_pair(target, choice.region, opts.key)
+    group, created = access.ensure_security_group(target, choice.region, plan.cidr)
     made.group = group if created else None
     tags = {"Name": f"{choice.image}-{choice.build_id}", "imagefactory:image": choice.image,
             "imagefactory:build-id": choice.build_id, "imagefactory:login-user": plan.user,
@@ -315,9 +319,9 @@ def _rollback(home: Home, target: Target, region: str, made: _Made, progress: Pr
     if made.instance:
         steps.append((f"instance {made.instance}", lambda: _drop_instance(home, target, region, made)))
     if made.group:
-        steps.append((f"security group {made.group}", lambda: ec2.delete_security_group(target, region, made.group)))
+        steps.append((f"security group {made.group}", lambda: access.delete_security_group(target, region, made.group)))
     if made.key and (made.key.created_remote or made.key.created_local):
-        steps.append((f"key pair {made.key.name}", lambda: ec2.delete_key_pair(target, region, made.key)))
+        steps.append((f"key pair {made.key.name}", lambda: access.delete_key_pair(target, region, made.key)))
     for what, step in steps:
         try:
             step()

@@ -20,11 +20,32 @@ class CommandError(FactoryError):
         self.stderr = stderr
 
 
+# what to install when a program the factory runs is missing (Debian/Ubuntu package names)
+INSTALL = {"git": "apt-get install git", "ssh-keygen": "apt-get install openssh-client",
+           "ssh": "apt-get install openssh-client", "packer": "apt-get install packer",
+           "debootstrap": "apt-get install debootstrap", "bwrap": "apt-get install bubblewrap",
+           "zstd": "apt-get install zstd", "uv": "pip install uv (a dependency of imagefactory: reinstall it)"}
+
+
+class MissingProgram(FactoryError):
+    """A program the factory runs is not installed: one line naming it and what to install."""
+
+    def __init__(self, program: str) -> None:
+        name = Path(program).name
+        super().__init__(f"{name} is not installed (not found on PATH)", INSTALL.get(name, f"install {name}"))
+
+
 def run(argv: list[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
         timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run argv to completion, capturing text output; raise CommandError on a non-zero exit."""
-    done = subprocess.run(argv, cwd=cwd, env=dict(env) if env is not None else None, text=True,
-                          capture_output=True, timeout=timeout, check=False)
+    """Run argv to completion, capturing text output; raise CommandError on a non-zero exit and
+    MissingProgram when argv[0] does not exist."""
+    try:
+        done = subprocess.run(argv, cwd=cwd, env=dict(env) if env is not None else None, text=True,
+                              capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        if cwd is not None and not Path(cwd).is_dir():
+            raise
+        raise MissingProgram(argv[0]) from exc
     if check and done.returncode != 0:
         raise CommandError(argv, done.returncode, done.stderr or done.stdout)
     return done

@@ -61,19 +61,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imagefactory import proc
+from imagefactory.contract import shipped
 from imagefactory.errors import RenderError, RepoError
 from imagefactory.recipe.model import APT_RE, NAME_RE, Recipe
 
 CONFIG_VERSION = 1
 TARGETS = ("aws", "sandbox")
-SANDBOX_PYTHON = "3.11"
 PREFIX = "/opt/imagefactory"
 REMOTE_DIR = "/tmp/imagefactory"
 MANIFEST_PATH = "/etc/imagefactory/manifest.json"
 TOKEN_FILE = ".jupyter/imagefactory-token"
 EXECUTE_COMMAND = (f"sudo -E env IF_CONFIG={REMOTE_DIR}/config.json IF_DIR={REMOTE_DIR} "
                    "bash '{{ .Path }}'")
-PACKER_DIR = Path(__file__).resolve().parents[1] / "packer"
+PACKER_DIR = shipped()
 DIR_COMMIT_PREFIX = "dir-sha256:"
 KERNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STAGE_RE = re.compile(r"(\d\d)-[a-z0-9-]+\.sh")
@@ -83,6 +83,7 @@ CONDA_URL = "https://conda.anaconda.org/conda-forge/noarch/current_repodata.json
 MICROMAMBA_URL = "https://micro.mamba.pm/api/micromamba/linux-64/latest"
 
 Probe = Callable[[str], bool]
+Rehearse = Callable[[str], str | None]
 
 
 def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, factory_version: str,
@@ -215,20 +216,25 @@ def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def preflight(recipe: Recipe, *, target: str, probe: Probe | None = None) -> list[str]:
+def preflight(recipe: Recipe, *, target: str, probe: Probe | None = None,
+              rehearse: Rehearse | None = None) -> list[str]:
     """Problems that would make a build fail for want of something this machine cannot give.
 
     Only the sandbox is checked: there the build runs here, on the rootfs's own Python, with this
-    machine's network. `probe(url)` says whether a URL answers (default: a HEAD request). Pure given
-    `probe`.
+    machine's network. `probe(url)` says whether a URL answers (default: a HEAD request).
+    `rehearse(minor)` resolves the recipe's pins at another Python: None when they resolve, else the
+    first conflict (default: not asked). Pure given `probe` and `rehearse`.
     """
     if target != "sandbox":
         return []
+    from imagefactory.sandbox.rootfs import SANDBOX_PYTHON
+
     probe = probe or url_answers
     env, problems = recipe.environment, []
     if env.python.version != SANDBOX_PYTHON:
-        problems.append(f"the recipe wants Python {env.python.version} but the sandbox rootfs has only "
-                        f"{SANDBOX_PYTHON}; rehearse with --python {SANDBOX_PYTHON}")
+        problems.append(f"the recipe wants Python {env.python.version} ({env.python.source}: {env.python.reason}) "
+                        f"but the sandbox rootfs has only {SANDBOX_PYTHON}; "
+                        + _rehearsal(SANDBOX_PYTHON, rehearse))
     if not probe(PYPI_URL):
         problems.append("the package index (pypi.org) does not answer from here; the sandbox build "
                         "installs uv and JupyterLab from it")
@@ -240,6 +246,16 @@ def preflight(recipe: Recipe, *, target: str, probe: Probe | None = None) -> lis
                 problems.append(f"the recipe installs {files} with micromamba but {what} do not answer "
                                 "from here; bake for AWS, or rehearse with pip requirements instead")
     return problems
+
+
+def _rehearsal(minor: str, rehearse: Rehearse | None) -> str:
+    """What to offer when the sandbox lacks the recipe's Python: --python only when the pins resolve there."""
+    if rehearse is None:
+        return f"rehearse with --python {minor} if the pins allow it, or with --api-only"
+    conflict = rehearse(minor)
+    if conflict is None:
+        return f"its pins resolve at {minor} too: rehearse with --python {minor}"
+    return f"its pins do not resolve at {minor} ({conflict}): rehearse with --api-only, build on AWS"
 
 
 def url_answers(url: str, timeout: float = 8.0) -> bool:

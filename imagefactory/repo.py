@@ -3,7 +3,10 @@
 A spec is, in this order: an existing local directory (a git work tree is cloned at its commit; a plain
 folder is used as it is and identified by a content digest); a URL (`file://`, `https://`, `http://`,
 `ssh://`, `git@host:owner/name`); `owner/name` (GitHub); or the name of an image already in the catalog.
-Clones are cached under `<home>/.cache/repos/` and fetched shallow where the server allows.
+Clones are cached under `<home>/.cache/git/<url digest>/`: a bare `mirror.git` per URL, fetched shallow
+where the server allows and only under its lock, and `commits/<sha>/`, one checkout per commit, made once
+and never changed after, so bakes of one repository at different refs at the same time each get their own
+commit.
 """
 
 from __future__ import annotations
@@ -11,15 +14,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # no git on PATH: MissingProgram on first use, not ImportError
 import git
 
 from imagefactory.errors import RepoError
+from imagefactory.files import locked
 from imagefactory.names import NAME_RE as IMAGE_NAME_RE
+from imagefactory.proc import MissingProgram
 
 URL_RE = re.compile(r"(?:[a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:).+", re.IGNORECASE)
 GITHUB_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
@@ -112,31 +120,66 @@ def resolve(spec: str, *, ref: str | None, cache_dir: Path, catalog_repos: dict[
 
 
 def _fetch(url: str, ref: str | None, cache_dir: Path, progress: Callable[[str], None]) -> Checkout:
-    dest = cache_dir / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    """Fetch `ref` of `url` into the URL's mirror (under its lock), then the commit's own checkout."""
+    place = cache_dir / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
     started = time.monotonic()
     progress(f"repo: fetching {url} at {ref or 'its default branch'} ...")
     try:
-        repo = git.Repo(dest) if (dest / ".git").is_dir() else _init(dest, url)
-        with repo.git.custom_environment(**GIT_ENV):
-            branch = ref or _default_branch(repo, url)
-            _fetch_ref(repo, branch)
-            repo.git.checkout("--force", "--detach", "FETCH_HEAD")
-            repo.git.clean("-ffdx")
-        commit = repo.head.commit.hexsha
+        with locked(place / "mirror.git", what=f"the clone of {url}"):
+            mirror = git.Repo(place / "mirror.git") if (place / "mirror.git").is_dir() else _init(place, url)
+            with mirror.git.custom_environment(**GIT_ENV):
+                branch = ref or _default_branch(mirror, url)
+                commit = _fetch_ref(mirror, branch)
+                mirror.git.update_ref(f"refs/imagefactory/{commit}", commit)
+        path = _commit_checkout(place, commit)
+    except git.GitCommandNotFound:
+        raise MissingProgram("git") from None
     except git.GitCommandError as exc:
         lines = [ln for ln in (exc.stderr or "").strip().splitlines() if ln.strip()]
         reason = lines[-1].strip().removeprefix("stderr: ").strip("' ") if lines else str(exc)
         raise RepoError(f"cannot fetch {ref or 'the default branch'} of {url}: {reason}",
                         "check the URL and ref; for a private repo use an ssh URL with a loaded key") from None
     progress(f"repo: {url} @ {branch} = {commit[:12]} ({time.monotonic() - started:.1f}s)")
-    return Checkout(image_name(url), url, branch, commit, dest, True)
+    return Checkout(image_name(url), url, branch, commit, path, True)
 
 
-def _init(dest: Path, url: str) -> git.Repo:
-    dest.mkdir(parents=True, exist_ok=True)
-    repo = git.Repo.init(dest)
+def _init(place: Path, url: str) -> git.Repo:
+    place.mkdir(parents=True, exist_ok=True)
+    repo = git.Repo.init(place / "mirror.git", bare=True)
     repo.create_remote("origin", url)
     return repo
+
+
+def _commit_checkout(place: Path, commit: str) -> Path:
+    """`place/commits/COMMIT`: a checkout of one commit, made once (under its lock, in a temp folder renamed
+    into place) and never changed after; its files are read-only."""
+    dest = place / "commits" / commit
+    with locked(dest, what=f"the checkout of {commit[:12]}"):
+        if dest.is_dir():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{commit[:12]}-", dir=dest.parent))
+        try:
+            repo = git.Repo.init(tmp)
+            with repo.git.custom_environment(**GIT_ENV):
+                repo.git.fetch("--quiet", "--depth", "1", "--", str(place / "mirror.git"),
+                               f"refs/imagefactory/{commit}")
+                repo.git.checkout("--quiet", "--detach", commit)
+            _read_only(tmp)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return dest
+
+
+def _read_only(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode & ~0o222)
 
 
 def _default_branch(repo: git.Repo, url: str) -> str:
@@ -147,16 +190,18 @@ def _default_branch(repo: git.Repo, url: str) -> str:
     raise git.GitCommandError(["git", "ls-remote"], 128, f"{url} has no default branch (empty repository?)")
 
 
-def _fetch_ref(repo: git.Repo, ref: str) -> None:
-    """Shallow fetch of a branch, tag or commit; a full fetch when the server refuses shallow/by-sha."""
+def _fetch_ref(repo: git.Repo, ref: str) -> str:
+    """The commit of a branch, tag or commit, fetched shallow; a full fetch when the server refuses
+    shallow/by-sha."""
     try:
         repo.git.fetch("--depth", "1", "origin", ref)
+        return repo.git.rev_parse("FETCH_HEAD^{commit}")
     except git.GitCommandError:
         repo.git.fetch("--tags", "origin", "+refs/heads/*:refs/remotes/origin/*")
         target = next((c for c in (f"origin/{ref}", ref) if _rev_exists(repo, c)), None)
         if target is None:
             raise git.GitCommandError(["git", "fetch"], 128, f"no branch, tag or commit named {ref!r}") from None
-        repo.git.update_ref("FETCH_HEAD", repo.git.rev_parse(f"{target}^{{commit}}"))
+        return repo.git.rev_parse(f"{target}^{{commit}}")
 
 
 def _rev_exists(repo: git.Repo, rev: str) -> bool:

@@ -187,10 +187,18 @@ def test_execute_command_matches_the_contract() -> None:
 
 # ------------------------------------------------------------------------------------- pre-flight
 
-def test_preflight_names_the_python_the_sandbox_lacks() -> None:
+def test_preflight_names_the_python_the_sandbox_lacks_and_whether_a_rehearsal_works() -> None:
+    wants = "the recipe wants Python 3.8 (stated: runtime.txt) but the sandbox rootfs has only 3.11; "
+    asked: list[str] = []
+    problems = provision.preflight(recipe(python="3.8"), target="sandbox", probe=lambda url: True,
+                                   rehearse=lambda minor: asked.append(minor))
+    assert problems == [wants + "its pins resolve at 3.11 too: rehearse with --python 3.11"] and asked == ["3.11"]
+    problems = provision.preflight(recipe(python="3.8"), target="sandbox", probe=lambda url: True,
+                                   rehearse=lambda minor: "Because numpy==1.18.1 has no wheels")
+    assert problems == [wants + "its pins do not resolve at 3.11 (Because numpy==1.18.1 has no wheels): "
+                                "rehearse with --api-only, build on AWS"]
     problems = provision.preflight(recipe(python="3.8"), target="sandbox", probe=lambda url: True)
-    assert problems == ["the recipe wants Python 3.8 but the sandbox rootfs has only 3.11; "
-                        "rehearse with --python 3.11"]
+    assert problems == [wants + "rehearse with --python 3.11 if the pins allow it, or with --api-only"]
 
 
 def test_preflight_names_unreachable_conda_channels() -> None:

@@ -12,7 +12,8 @@ from conftest import DHSVM_PINS
 from conftest import simple_api_server as server_mod
 
 from imagefactory.errors import RecipeError
-from imagefactory.recipe import PackageIndex, PostBuild, RepoTree, Source, derive
+from imagefactory.recipe import PackageIndex, PostBuild, PythonSpec, RepoTree, Source, derive
+from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, redefault
 
 SRC = Source("https://github.com/ChristinaB/dhsvm-opt", None, "0" * 40)
 DHSVM = {"environment/requirements.txt": DHSVM_PINS, "environment/setup.sh": "#!/bin/bash\nconda env list\n",
@@ -180,3 +181,35 @@ def test_python_2_is_refused_unless_overridden(tmp_path: Path) -> None:
 def test_live_pypi_dhsvm_opt_gives_38(tmp_path: Path) -> None:
     _, python = py(tmp_path, DHSVM, PackageIndex(cache_dir=tmp_path / "cache"))
     assert (python.version, python.source) == ("3.8", "inferred")
+
+
+SANDBOX_DEFAULT = PythonDefault("3.11", "the sandbox's own Python")
+
+
+def test_with_nothing_stated_the_targets_default_is_taken_and_named(tmp_path: Path) -> None:
+    d, python = py(tmp_path, {"requirements.txt": "six==1.16.0\nattrs\n"}, None, python_default=SANDBOX_DEFAULT)
+    assert (python.version, python.source) == ("3.11", "default")
+    assert python.reason.startswith("the sandbox's own Python 3.11: nothing in the repository states a version")
+    assert "Python: 3.11 (default) - the sandbox's own Python 3.11: nothing in the repository" in d.report()
+    _, aws = py(tmp_path / "b", {"requirements.txt": "six==1.16.0\n"}, None)
+    assert aws.version == "3.12" and aws.reason.startswith("the factory default Python 3.12: ")
+
+
+def test_a_stated_version_is_not_replaced_by_the_targets_default(tmp_path: Path) -> None:
+    _, python = py(tmp_path, {"runtime.txt": "python-3.8\n"}, None, python_default=SANDBOX_DEFAULT)
+    assert (python.version, python.source) == ("3.8", "stated")
+
+
+def test_a_derived_default_follows_the_target_but_a_hand_edit_stays(tmp_path: Path) -> None:
+    _, sandbox = py(tmp_path, {"requirements.txt": "six\n"}, None, python_default=SANDBOX_DEFAULT)
+    moved = redefault(sandbox, FACTORY_DEFAULT)
+    assert moved is not None and (moved.version, moved.source) == ("3.12", "default")
+    assert moved.reason.startswith("the factory default Python 3.12: nothing in the repository")
+    assert redefault(moved, SANDBOX_DEFAULT) == sandbox
+    assert redefault(sandbox, SANDBOX_DEFAULT) is None
+    edited = PythonSpec("3.10", "default", sandbox.reason)  # the user changed the version, not the source
+    assert redefault(edited, FACTORY_DEFAULT) is None
+    assert redefault(PythonSpec("3.11", "stated", "runtime.txt"), FACTORY_DEFAULT) is None
+    old = PythonSpec()  # a recipe written before defaults named their target
+    assert redefault(old, SANDBOX_DEFAULT) == PythonSpec("3.11", "default", SANDBOX_DEFAULT.spec(
+        "nothing in the repository states a version").reason)

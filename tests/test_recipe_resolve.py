@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DHSVM_PINS
+from conftest import DHSVM_PINS, new_home
 from conftest import simple_api_server as server_mod
 
+from imagefactory.home import Home
+from imagefactory.proc import MissingProgram
+from imagefactory.provision import preflight
 from imagefactory.recipe import PackageIndex, PythonSpec, RepoTree, Source, derive
 from imagefactory.recipe.resolve import first_conflict, resolve
+from imagefactory.recipe_commands import rehearsal
 
 SRC = Source("https://example.org/repo.git", None, "0" * 40)
 
@@ -83,3 +87,37 @@ def test_dhsvm_opt_does_not_resolve_on_310(tmp_path: Path) -> None:
     recipe, tree = setup(tmp_path, {"environment/requirements.txt": DHSVM_PINS}, "3.10", index)
     result = resolve(recipe, tree, index=index)
     assert not result.ok and "has no usable wheels" in result.message
+
+
+def _stated_38(root: Path, files: dict[str, str]) -> tuple[Any, Home]:
+    recipe, _ = setup(root / "repo", {"runtime.txt": "python-3.8\n", **files}, "3.8")
+    return recipe.with_python(PythonSpec("3.8", "stated", "python 3.8 in runtime.txt")), new_home(root / "home")
+
+
+def test_the_sandbox_preflight_offers_python_311_only_when_the_pins_resolve_there(
+        tmp_path: Path, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_port}/simple")
+    recipe, home = _stated_38(tmp_path / "a", {"requirements.txt": "numpy==1.18.1\npandas==1.0.1\n"})
+    (problem,) = preflight(recipe, target="sandbox", probe=lambda _: True,
+                           rehearse=rehearsal(home, recipe, tmp_path / "a" / "repo"))
+    assert problem.startswith("the recipe wants Python 3.8 (stated: python 3.8 in runtime.txt) but the sandbox")
+    assert "do not resolve at 3.11 (does not resolve for Python 3.11 on linux x86_64: Because " in problem
+    assert problem.endswith("rehearse with --api-only, build on AWS") and "--python" not in problem
+    recipe, home = _stated_38(tmp_path / "b", {"environment.yml": "dependencies: [numpy]\n"})
+    (problem,) = preflight(recipe, target="sandbox", probe=lambda _: True,
+                           rehearse=rehearsal(home, recipe, tmp_path / "b" / "repo"))
+    assert problem.endswith("its pins resolve at 3.11 too: rehearse with --python 3.11")
+
+
+def test_a_missing_uv_is_named_and_never_blamed_on_the_pins(tmp_path: Path, server: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import uv
+
+    index = PackageIndex(f"http://127.0.0.1:{server.server_port}/simple")
+    recipe, tree = setup(tmp_path, {"requirements.txt": "numpy==1.18.1\n"}, "3.8")
+    monkeypatch.setattr(uv, "find_uv_bin", lambda: str(tmp_path / "no-uv-here"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+    with pytest.raises(MissingProgram) as err:
+        resolve(recipe, tree, index=index)
+    assert str(err.value) == "uv is not installed (not found on PATH) (pip install uv (a dependency of imagefactory: " \
+                             "reinstall it))"

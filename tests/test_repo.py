@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -82,3 +86,54 @@ def test_unreachable_repo_and_unknown_ref_fail_clearly(make_repo: MakeRepo, tmp_
     root = make_repo({"a.txt": "a"}, name="proj")
     with pytest.raises(RepoError, match="no-such-branch"):
         resolve(root.as_uri(), ref="no-such-branch", cache_dir=tmp_path / "c", catalog_repos={}, progress=quiet)
+
+
+def _two_branches(make_repo: MakeRepo) -> tuple[Path, dict[str, str]]:
+    root = make_repo({"which.txt": "main\n"}, name="proj")
+    commits = {"main": git(root, "rev-parse", "HEAD")}
+    git(root, "checkout", "-q", "-b", "other")
+    (root / "which.txt").write_text("other\n")
+    git(root, "commit", "-q", "-am", "other")
+    commits["other"] = git(root, "rev-parse", "HEAD")
+    git(root, "checkout", "-q", "main")
+    return root, commits
+
+
+def test_a_checkout_is_never_changed_by_a_later_fetch_of_another_ref(make_repo: MakeRepo, tmp_path: Path) -> None:
+    root, commits = _two_branches(make_repo)
+    cache = tmp_path / "cache"
+    first = resolve(root.as_uri(), ref="main", cache_dir=cache, catalog_repos={}, progress=quiet)
+    second = resolve(root.as_uri(), ref="other", cache_dir=cache, catalog_repos={}, progress=quiet)
+    assert first.path != second.path
+    assert (first.path / "which.txt").read_text() == "main\n" and git(first.path, "rev-parse", "HEAD") == first.commit
+    assert (second.path / "which.txt").read_text() == "other\n"
+    assert (first.commit, second.commit) == (commits["main"], commits["other"])
+    again = resolve(root.as_uri(), ref="main", cache_dir=cache, catalog_repos={}, progress=quiet)
+    assert again.path == first.path  # made once per commit
+
+
+def test_bakes_of_one_repo_at_different_refs_at_once_each_get_their_commit(make_repo: MakeRepo,
+                                                                          tmp_path: Path) -> None:
+    """Eight threads and two processes resolve both refs of one new repository at the same time."""
+    root, commits = _two_branches(make_repo)
+    cache = tmp_path / "cache"
+    script = ("import sys; from pathlib import Path; from imagefactory.repo import resolve\n"
+              "c = resolve(sys.argv[1], ref=sys.argv[2], cache_dir=Path(sys.argv[3]), catalog_repos={}, "
+              "progress=lambda _: None)\n"
+              "print(c.commit, (c.path / 'which.txt').read_text().strip())\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, root.as_uri(), ref, str(cache)], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for ref in ("main", "other")]
+    barrier = threading.Barrier(8)
+
+    def one(ref: str) -> tuple[str, str, str]:
+        barrier.wait()
+        found = resolve(root.as_uri(), ref=ref, cache_dir=cache, catalog_repos={}, progress=quiet)
+        return ref, found.commit, (found.path / "which.txt").read_text().strip()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, ["main", "other"] * 4))
+    for proc, ref in zip(procs, ("main", "other"), strict=True):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append((ref, *out.split()))
+    assert results and all(commit == commits[ref] and text == ref for ref, commit, text in results)

@@ -12,9 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagefactory.errors import CloudError
+
+if TYPE_CHECKING:
+    from imagefactory.recipe.python import PythonDefault
 
 SANDBOX_NOTICE = ("SANDBOX: no AWS credentials found (or --sandbox given); using the local EC2 emulator at {endpoint}. "
                   "Nothing here touches AWS; results go to {catalog}, apart from real builds.")
@@ -45,6 +48,18 @@ class Target:
     def packer_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not (self.sandbox and k.startswith("AWS_"))}
         return {**env, **self.env}
+
+
+def python_default(kind: str) -> PythonDefault:
+    """The Python a target builds when nothing states one: the sandbox's own there (its rootfs has only
+    that one), the factory default on AWS (uv fetches any CPython there)."""
+    from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault
+
+    if kind != "sandbox":
+        return FACTORY_DEFAULT
+    from imagefactory.sandbox.rootfs import SANDBOX_PYTHON
+
+    return PythonDefault(SANDBOX_PYTHON, "the sandbox's own Python")
 
 
 def has_aws_credentials(env: Mapping[str, str], home: Path, on_ec2: Callable[[], bool]) -> bool:

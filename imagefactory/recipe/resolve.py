@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagefactory.proc import MissingProgram
 from imagefactory.recipe.envfile import parse_environment
 from imagefactory.recipe.index import DEFAULT_INDEX, IndexUnavailable, PackageIndex, redact
 from imagefactory.recipe.model import Recipe
@@ -164,8 +165,8 @@ class _Runner:
                                   timeout=self.timeout, check=False)
         except subprocess.TimeoutExpired:
             return ResolveResult(False, f"uv did not finish within {self.timeout:.0f} s", ())
-        except OSError as exc:
-            return ResolveResult(False, f"cannot run uv ({exc.strerror})", ())
+        except FileNotFoundError:
+            raise MissingProgram("uv") from None
         if proc.returncode != 0:
             return ResolveResult(False, f"does not resolve for Python {self.minor} on linux x86_64: "
                                         f"{first_conflict(proc.stderr)}", ())
@@ -175,8 +176,20 @@ class _Runner:
 
 
 def _uv() -> list[str]:
-    found = shutil.which("uv")
-    return [found] if found else [sys.executable, "-m", "uv"]
+    """The uv program: the one installed with imagefactory (a dependency), else one on PATH.
+    Its absence is MissingProgram, never a verdict on the user's pins."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        found = shutil.which("uv")
+    else:
+        try:
+            found = find_uv_bin()
+        except FileNotFoundError:
+            found = shutil.which("uv")
+    if not found:
+        raise MissingProgram("uv")
+    return [found]
 
 
 def first_conflict(stderr: str) -> str:

@@ -1,10 +1,8 @@
-"""Getting a repository and its package index ready for a command: the checkout (with the catalog's
-image names as specs, portable paths for folders inside the factory, and an optional --name) and the
-package index client (cached under the home; none when IMAGEFACTORY_OFFLINE=1)."""
+"""A repository checked out for a command run in a factory home: the catalog's image names work as
+specs, folders inside the factory are recorded by a portable relative path, and --name renames."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -12,7 +10,6 @@ from imagefactory import catalog
 from imagefactory.errors import RecipeError
 from imagefactory.home import Home
 from imagefactory.names import check_name
-from imagefactory.recipe.index import PackageIndex
 from imagefactory.repo import Checkout, resolve
 
 
@@ -34,9 +31,3 @@ def checkout(home: Home, spec: str, *, ref: str | None, name: str | None,
     if name:
         found = replace(found, name=name)
     return found
-
-
-def package_index(home: Home) -> PackageIndex | None:
-    if os.environ.get("IMAGEFACTORY_OFFLINE") == "1":
-        return None
-    return PackageIndex.from_environment(cache_dir=home.cache_dir / "index")
