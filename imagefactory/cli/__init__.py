@@ -1,0 +1,23 @@
+"""The command line: one module per command group over `common`; every task runs through one edge (`edge`).
+
+Each task parses its arguments, calls one library function and renders its `Result` (text or --json).
+Heavy modules (boto3, moto, git, jinja2) are imported inside the tasks, so `invoke --list` stays fast.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+from imagefactory.cli import bake, catalog, home, instances, recipe, sandbox
+
+ns = Collection(
+    bake.bake, home.init,
+    instances.launch, instances.connect, instances.instances, instances.stop, instances.start, instances.terminate,
+    Collection("recipe", recipe.derive, recipe.check),
+    Collection("catalog", catalog.listing, catalog.show),
+    Collection("sandbox", sandbox.up, sandbox.status, sandbox.down),
+)
+for _name in ns.task_names:
+    ns[_name].full_name = _name
+
+__all__ = ["ns"]
