@@ -126,3 +126,13 @@ def test_results_render_as_text_or_json(home: Home) -> None:
     assert json.loads(run_cli(home, "catalog", "--json", check=True).stdout) == []
     status = run_cli(home, "sandbox.status", "--json", check=True)
     assert json.loads(status.stdout) == {"running": False} and status.stderr == ""
+
+
+def test_every_task_and_every_option_has_help() -> None:
+    from imagefactory.cli import ns
+
+    for name in ns.task_names:
+        command = ns[name]
+        assert (command.__doc__ or "").strip(), f"{name} has no docstring"
+        for arg in command.get_arguments():
+            assert arg.help, f"{name} --{arg.name} has no help"
