@@ -96,11 +96,11 @@ def test_a_factory_error_is_one_line_and_exit_code_1(home: Home, program: list[s
 
 @pytest.mark.parametrize(("args", "message"), [
     (["launch", "img", "--volume", "abc"],
-     "error: --volume 'abc' is not a whole number (give 8 to 16384 GB, or leave it out for the image's size)"),
+     "error: --volume 'abc' is not a whole number (give 1 to 16384 GB, or leave it out for the image's size)"),
     (["launch", "img", "--volume", "0"],
-     "error: --volume 0 is out of range (give 8 to 16384 GB, or leave it out for the image's size)"),
+     "error: --volume 0 is out of range (give 1 to 16384 GB, or leave it out for the image's size)"),
     (["launch", "img", "--volume", "16385"],
-     "error: --volume 16385 is out of range (give 8 to 16384 GB, or leave it out for the image's size)"),
+     "error: --volume 16385 is out of range (give 1 to 16384 GB, or leave it out for the image's size)"),
     (["launch", "img", "--autostop", "abc"], "error: --autostop 'abc' is not a whole number (give 0 to 10080 minutes)"),
     (["launch", "img", "--autostop", "-1"], "error: --autostop -1 is out of range (give 0 to 10080 minutes)"),
     (["launch", "img", "--autostop", "10081"], "error: --autostop 10081 is out of range (give 0 to 10080 minutes)"),

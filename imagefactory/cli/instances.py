@@ -1,8 +1,9 @@
 """Launched instances: `launch`, `connect`, `instances`, `stop`, `start`, `terminate`.
 
-Integer options are checked here, in one line naming the option and its range: --volume 8..16384 GB
-(omitted: the image's own size, as a recipe's image.volume_gb), --autostop 0..10080 idle minutes (a week;
-0 turns it off), --local-port 1024..65535 (no privileged ports).
+Integer options are checked here, in one line naming the option and its range (the launcher's own):
+--volume 1..16384 GB, EBS's limits (omitted: the image's own size; the launcher also refuses less than the
+image's disk, naming its size), --autostop 0..10080 idle minutes (a week; 0 turns it off), --local-port
+1024..65535 (no privileged ports).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from imagefactory.cli.common import JSON_HELP, SANDBOX_HELP, confirm, home, render, say, task, whole
 
 INSTANCE_HELP = "Instance id (i-...) or image name"
-VOLUME_GB = (8, 16384)
+VOLUME_GB = (1, 16384)
 AUTOSTOP_MINUTES = (0, 7 * 24 * 60)
 LOCAL_PORTS = (1024, 65535)
 DEFAULT_LOCAL_PORT = 7005
@@ -29,7 +30,7 @@ def _local_port(value: str | None) -> int:
     "type": "Instance type (default t3.medium)",
     "spot": "Launch a spot instance (persistent; stops, not terminates, on interruption)",
     "autostop": "Stop the instance after this many idle minutes, 0 to 10080 (default 60; 0 turns it off)",
-    "volume": "Root volume size in GB, 8 to 16384 (default: the image's size)",
+    "volume": "Root volume size in GB, 1 to 16384, at least the image's (default: the image's size)",
     "key": "Key pair name to use; its private key is ~/.ssh/NAME.pem (default: imagefactory's own per region)",
     "cidr": "Address allowed to ssh in (default: your public address /32)",
     "local_port": f"Local port for the JupyterLab tunnel in the printed command, 1024 to 65535 "
