@@ -77,14 +77,15 @@ def find_home(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> 
 IGNORED = (".sandbox/", ".builds/", ".cache/", "*.lock")
 
 
-def make_home(root: Path) -> Result:
-    """Make `root` a factory home: an empty catalog.yaml, recipes/, a .gitignore for per-machine state.
-
-    Idempotent: what exists is kept; a .gitignore only gains the lines it lacks."""
+def make_home(root: Path | None = None, env: Mapping[str, str] | None = None) -> Result:
+    """Make `root` (default: $IMAGEFACTORY_HOME, else the cwd) a factory home: an empty catalog.yaml,
+    recipes/, a .gitignore for per-machine state. Idempotent: what exists is kept; a .gitignore only
+    gains the lines it lacks."""
     from imagefactory import catalog
     from imagefactory.files import atomic_write
 
-    home = Home(root.resolve())
+    env = os.environ if env is None else env
+    home = Home((root or Path(env.get("IMAGEFACTORY_HOME") or ".")).resolve())
     made: list[str] = []
     catalog_file = home.catalog_path("aws")
     if not catalog_file.exists():
@@ -101,7 +102,9 @@ def make_home(root: Path) -> Result:
         made.append(f".gitignore ({', '.join(missing)})")
     data = {"home": str(home.root), "created": made}
     result = Result(data, f"factory home {home.root}: " + (f"made {', '.join(made)}" if made else "already complete"))
-    return result if made else result.skipped(str(home.root), "already a factory home; nothing changed")
+    if not made:
+        return result.skipped(str(home.root), "already a factory home; nothing changed")
+    return result.note("next: imagefactory bake --repo PATH-OR-URL (or owner/name on GitHub)")
 
 
 def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -27,8 +27,8 @@ def bare_env(tmp: Path) -> dict[str, str]:
     return env | {"HOME": str(tmp / "user")}
 
 
-def run(argv: list[str], cwd: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=cwd, env=bare_env(tmp), capture_output=True, text=True, timeout=120,
+def run(argv: list[str], cwd: Path, tmp: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, env=bare_env(tmp) | extra, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL, check=False)
 
 
@@ -61,6 +61,7 @@ def test_init_makes_a_home_that_commands_then_find(empty: Path, program: list[st
     done = run([*program, "init"], empty, empty.parent)
     assert done.returncode == 0, done.stderr
     assert f"factory home {empty}: made catalog.yaml, recipes/, .gitignore" in done.stdout
+    assert done.stderr.strip() == "note: next: imagefactory bake --repo PATH-OR-URL (or owner/name on GitHub)"
     assert catalog.load(empty / "catalog.yaml").images == {}
     assert (empty / "recipes").is_dir()
     assert (empty / ".gitignore").read_text().splitlines() == [".sandbox/", ".builds/", ".cache/", "*.lock"]
@@ -92,3 +93,12 @@ def test_init_makes_the_folder_it_is_given(empty: Path) -> None:
     done = run([*CONSOLE, "init", "--dir", "new/home"], empty, empty.parent)
     assert done.returncode == 0, done.stderr
     assert (empty / "new" / "home" / "catalog.yaml").is_file() and (empty / "new" / "home" / "recipes").is_dir()
+
+
+def test_init_makes_the_home_imagefactory_home_names(empty: Path) -> None:
+    named = empty.parent / "named"
+    done = run([*CONSOLE, "init"], empty, empty.parent, IMAGEFACTORY_HOME=str(named))
+    assert done.returncode == 0, done.stderr
+    assert (named / "catalog.yaml").is_file() and list(empty.iterdir()) == []
+    listed = run([*CONSOLE, "catalog", "--json"], empty, empty.parent, IMAGEFACTORY_HOME=str(named))
+    assert json.loads(listed.stdout) == []

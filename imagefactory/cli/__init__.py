@@ -10,14 +10,20 @@ from invoke import Collection
 
 from imagefactory.cli import bake, catalog, home, instances, recipe, sandbox
 
-ns = Collection(
+
+def _named(collection: Collection) -> Collection:
+    """Tell every task its dotted name (`catalog.show`), for its help page."""
+    for name in collection.task_names:
+        collection[name].full_name = name
+    return collection
+
+
+ns = _named(Collection(
     bake.bake, home.init,
     instances.launch, instances.connect, instances.instances, instances.stop, instances.start, instances.terminate,
     Collection("recipe", recipe.derive, recipe.check),
     Collection("catalog", catalog.listing, catalog.show),
     Collection("sandbox", sandbox.up, sandbox.status, sandbox.down),
-)
-for _name in ns.task_names:
-    ns[_name].full_name = _name
+))
 
 __all__ = ["ns"]
