@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagefactory.cli.common import JSON_HELP, REPO_HELP, csv, home, render, say, task
+from imagefactory.result import Result
 
 
 @task(help={
@@ -25,7 +26,6 @@ def bake(c: Any, repo: str, ref: str | None = None, name: str | None = None, reg
     """Bake a repo into AMIs: repo -> recipe -> Packer -> one AMI per region -> catalog."""
     from imagefactory.bake import BakeOptions
     from imagefactory.bake import bake as run_bake
-    from imagefactory.result import Result
 
     opts = BakeOptions(repo=repo, ref=ref, name=name, regions=csv(regions), sandbox=sandbox, python=python,
                        resolve=resolve, api_only=api_only, extra_ca=extra_ca)

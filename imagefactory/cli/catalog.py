@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from imagefactory.cli.common import JSON_HELP, home, render, task
+from imagefactory.result import Result
 
 
 @task(name="list", default=True, help={"json": JSON_HELP})
 def listing(c: Any, json: bool = False) -> None:
     """List images in the catalog (real and sandbox), with their latest build and AMIs."""
     from imagefactory.catalog_view import rows, table
-    from imagefactory.result import Result
 
     items = rows(home())
     render(Result(items, table(items)), json)
@@ -22,7 +22,6 @@ def show(c: Any, name: str, json: bool = False) -> None:
     """Show one image's catalog entries: every build, AMI per region, status and versions."""
     from imagefactory.catalog_view import show as show_image
     from imagefactory.catalog_view import show_yaml
-    from imagefactory.result import Result
 
     shown = show_image(home(), name)
     render(Result(shown, show_yaml(shown)), json)

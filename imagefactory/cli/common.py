@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from imagefactory.cli.edge import task
+from imagefactory.errors import UsageError
+from imagefactory.home import Home, find_home
 from imagefactory.result import Result
 
 __all__ = ["JSON_HELP", "REPO_HELP", "SANDBOX_HELP", "confirm", "csv", "home", "render", "say", "task", "whole"]
@@ -29,10 +30,8 @@ def render(result: Result, as_json: bool) -> None:
         say(message.line())
 
 
-def home() -> Any:
+def home() -> Home:
     """The factory home this command works in (HomeNotFound outside any home)."""
-    from imagefactory.home import find_home
-
     return find_home()
 
 
@@ -43,8 +42,6 @@ def csv(value: str | None) -> tuple[str, ...] | None:
 
 def whole(value: str | None, option: str, low: int, high: int, unit: str = "", omitted: str = "") -> int | None:
     """An integer option in [low, high], or None when not given; one line naming the option otherwise."""
-    from imagefactory.errors import UsageError
-
     if value is None:
         return None
     span = f"{low} to {high}{' ' + unit if unit else ''}{', or ' + omitted if omitted else ''}"
@@ -59,8 +56,6 @@ def whole(value: str | None, option: str, low: int, high: int, unit: str = "", o
 
 def confirm(question: str, refused: str) -> None:
     """Ask on the terminal; anything but y/yes (or no terminal) stops the command with `refused`."""
-    from imagefactory.errors import UsageError
-
     if not sys.stdin or not sys.stdin.isatty():
         raise UsageError(f"{refused}: there is no terminal to confirm on", "pass --yes")
     say(f"{question} [y/N]")

@@ -24,6 +24,7 @@ from invoke import task as invoke_task
 from invoke.parser import Argument
 
 from imagefactory.cli.parsing import HELP, help_page, with_help_flag
+from imagefactory.errors import BakeInterrupted, Cancelled, FactoryError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -44,8 +45,6 @@ class EdgeTask(Task):  # type: ignore[type-arg]
             binary = args[0].config.get("imagefactory_binary", "invoke")
             print(help_page(binary, self.full_name or self.name, self.body, self.get_arguments()), end="")
             return None
-        from imagefactory.errors import BakeInterrupted, Cancelled, FactoryError
-
         with cancelling() as received:
             try:
                 return super().__call__(*args, **kwargs)
@@ -64,8 +63,6 @@ task = functools.partial(invoke_task, klass=EdgeTask)
 @contextmanager
 def cancelling() -> Iterator[list[int]]:
     """While inside, SIGINT/SIGTERM/SIGHUP raise `Cancelled` (main thread only); yields the signals received."""
-    from imagefactory.errors import Cancelled
-
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagefactory.cli.common import JSON_HELP, SANDBOX_HELP, confirm, home, render, say, task, whole
+from imagefactory.result import Result
 
 INSTANCE_HELP = "Instance id (i-...) or image name"
 VOLUME_GB = (1, 16384)
@@ -45,7 +46,6 @@ def launch(c: Any, name: str, region: str | None = None, type: str = "t3.medium"
     """Launch an image from the catalog and print the ssh and tunnel commands and the price."""
     from imagefactory.launcher import DEFAULT_AUTOSTOP, LaunchOptions, summary
     from imagefactory.launcher import launch as run_launch
-    from imagefactory.result import Result
 
     minutes = whole(autostop, "--autostop", *AUTOSTOP_MINUTES, "minutes")
     opts = LaunchOptions(name=name, region=region, instance_type=type, spot=spot,
@@ -83,7 +83,6 @@ def connect(c: Any, instance: str, local_port: str | None = None, open: bool = F
 def instances(c: Any, sandbox: bool = False, json: bool = False) -> None:
     """List launched instances: id, image, type, state, spot, region, uptime and cost so far."""
     from imagefactory.connect import open_catalog_target, rows, table
-    from imagefactory.result import Result
 
     where = home()
     items = rows(where, open_catalog_target(where, sandbox, say))
@@ -92,7 +91,6 @@ def instances(c: Any, sandbox: bool = False, json: bool = False) -> None:
 
 def _change(instance: str, action: str, sandbox: bool, as_json: bool) -> None:
     from imagefactory.connect import change, open_catalog_target
-    from imagefactory.result import Result
 
     where = home()
     done = change(where, open_catalog_target(where, sandbox, say), instance, action, say)

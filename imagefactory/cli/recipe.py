@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagefactory.cli.common import REPO_HELP, home, render, say, task
+from imagefactory.result import Result
 
 
 @task(name="derive", default=True, help={
@@ -18,7 +19,6 @@ def derive(c: Any, repo: str, ref: str | None = None, name: str | None = None, f
            json: bool = False) -> None:
     """Derive recipes/NAME.yaml from a repo and explain what was used, ignored and why."""
     from imagefactory.recipe_commands import derive_recipe
-    from imagefactory.result import Result
 
     outcome = derive_recipe(home(), repo, ref=ref, name=name, force=force, progress=say)
     render(Result(outcome.to_dict(), outcome.text()), json)
@@ -32,7 +32,6 @@ def derive(c: Any, repo: str, ref: str | None = None, name: str | None = None, f
 def check(c: Any, name: str, resolve: bool = False, json: bool = False) -> None:
     """Validate recipes/NAME.yaml (file, field, fix); with --resolve, check its packages resolve."""
     from imagefactory.recipe_commands import check as check_recipe
-    from imagefactory.result import Result
 
     outcome = check_recipe(home(), name, resolve=resolve, progress=say)
     render(Result(outcome.to_dict(), f"{outcome.path}: {outcome.message}"), json)

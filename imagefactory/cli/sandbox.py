@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagefactory.cli.common import JSON_HELP, home, render, say, task
+from imagefactory.result import Result
 
 
 @task(help={"json": JSON_HELP})
@@ -20,7 +21,6 @@ def up(c: Any, json: bool = False) -> None:
 @task(help={"json": JSON_HELP})
 def status(c: Any, json: bool = False) -> None:
     """Say whether the local EC2 emulator is running, and where."""
-    from imagefactory.result import Result
     from imagefactory.sandbox.emulator import status as emulator_status
 
     info = emulator_status(home().emulator_dir)
@@ -33,7 +33,6 @@ def status(c: Any, json: bool = False) -> None:
 @task(help={"force": "Stop running sandbox instances' processes first (their disks are kept)", "json": JSON_HELP})
 def down(c: Any, force: bool = False, json: bool = False) -> None:
     """Stop the local EC2 emulator (its state is kept and restored on the next start)."""
-    from imagefactory.result import Result
     from imagefactory.sandbox.emulator import down as emulator_down
     from imagefactory.sandbox.instances import stop_all_for_down
 
@@ -44,8 +43,6 @@ def down(c: Any, force: bool = False, json: bool = False) -> None:
            json)
 
 
-def _described(info: Any, text: str) -> Any:
-    from imagefactory.result import Result
-
+def _described(info: Any, text: str) -> Result:
     return Result({"running": True, "endpoint": info.endpoint, "port": info.port, "pid": info.pid,
                    "state_dir": str(info.state_dir), "reused": info.reused}, text)
