@@ -34,6 +34,7 @@ def _local_port(value: str | None) -> int:
     "volume": "Root volume size in GB, 1 to 16384, at least the image's (default: the image's size)",
     "key": "Key pair name to use; its private key is ~/.ssh/NAME.pem (default: imagefactory's own per region)",
     "cidr": "Address allowed to ssh in (default: your public address /32)",
+    "allow_wide_cidr": "Accept a --cidr wider than a /24 (IPv6 /56): every address in it could try ssh",
     "local_port": f"Local port for the JupyterLab tunnel in the printed command, 1024 to 65535 "
                   f"(default {DEFAULT_LOCAL_PORT})",
     "sandbox": SANDBOX_HELP,
@@ -42,7 +43,8 @@ def _local_port(value: str | None) -> int:
 })
 def launch(c: Any, name: str, region: str | None = None, type: str = "t3.medium", spot: bool = False,
            autostop: str | None = None, volume: str | None = None, key: str | None = None, cidr: str | None = None,
-           local_port: str | None = None, sandbox: bool = False, wait: bool = True, json: bool = False) -> None:
+           allow_wide_cidr: bool = False, local_port: str | None = None, sandbox: bool = False, wait: bool = True,
+           json: bool = False) -> None:
     """Launch an image from the catalog and print the ssh and tunnel commands and the price."""
     from imagefactory.launcher import DEFAULT_AUTOSTOP, LaunchOptions, summary
     from imagefactory.launcher import launch as run_launch
@@ -51,7 +53,8 @@ def launch(c: Any, name: str, region: str | None = None, type: str = "t3.medium"
     opts = LaunchOptions(name=name, region=region, instance_type=type, spot=spot,
                          autostop=DEFAULT_AUTOSTOP if minutes is None else minutes,
                          volume=whole(volume, "--volume", *VOLUME_GB, "GB", "leave it out for the image's size"),
-                         key=key, cidr=cidr, local_port=_local_port(local_port), sandbox=sandbox, wait=wait)
+                         key=key, cidr=cidr, allow_wide_cidr=allow_wide_cidr, local_port=_local_port(local_port),
+                         sandbox=sandbox, wait=wait)
     done = run_launch(home(), opts, say)
     render(Result(done.to_dict(), summary(done)), json)
 
