@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, cli_env, run_cli
+from invoke import Context, Exit
 
+from imagefactory.cli.edge import task
+from imagefactory.errors import PackerError
 from imagefactory.home import Home
 
 CLI_MODULES = ("common", "edge", "parsing", "program", "bake", "recipe", "catalog", "instances", "sandbox", "home")
@@ -136,3 +139,16 @@ def test_every_task_and_every_option_has_help() -> None:
         assert (command.__doc__ or "").strip(), f"{name} has no docstring"
         for arg in command.get_arguments():
             assert arg.help, f"{name} --{arg.name} has no help"
+
+
+def test_the_edge_puts_an_error_quoting_a_tool_on_one_line() -> None:
+    @task
+    def broken(c: Context) -> None:
+        """Fails like a packer validate whose output is quoted."""
+        raise PackerError("packer validate failed in /b:\nError: one\n\n  on source.pkr.hcl line 3:\n", "see the log")
+
+    with pytest.raises(Exit) as caught:
+        broken(Context())
+    one_line = "error: packer validate failed in /b: Error: one on source.pkr.hcl line 3: (see the log)"
+    assert caught.value.message == one_line
+    assert caught.value.code == 1

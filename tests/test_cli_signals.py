@@ -71,3 +71,4 @@ def test_cancelling_raises_a_keyboard_interrupt_and_restores_the_handler(signum:
         assert signal.getsignal(signum) is before
     finally:
         signal.signal(signum, previous)
+

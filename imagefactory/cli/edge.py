@@ -1,6 +1,7 @@
 """The program's edge, the one place where what a task raised becomes what a person sees:
 
-* `FactoryError` -> `error: <message> (<hint>)` on one line, exit code 1, no traceback;
+* `FactoryError` -> `error: <message> (<hint>)` on one line (a quoted tool's output too), exit code 1,
+  no traceback;
 * SIGINT, SIGTERM and SIGHUP -> `errors.Cancelled`, a KeyboardInterrupt raised in the main thread, so every
   Ctrl-C clean-up path runs for all three; exit code 128 + the signal (130, 143, 129);
 * `TASK --help` -> the task's help page (see `imagefactory.cli.parsing`).
@@ -49,12 +50,12 @@ class EdgeTask(Task):  # type: ignore[type-arg]
             try:
                 return super().__call__(*args, **kwargs)
             except BakeInterrupted as exc:
-                raise Exit(f"error: {exc}", code=128 + _first(received)) from None
+                raise Exit(_one_line(exc), code=128 + _first(received)) from None
             except KeyboardInterrupt as exc:
                 signum = exc.signum if isinstance(exc, Cancelled) else _first(received)
                 raise Exit(f"interrupted ({signal.Signals(signum).name})", code=128 + signum) from None
             except FactoryError as exc:
-                raise Exit(f"error: {exc}", code=1) from None
+                raise Exit(_one_line(exc), code=1) from None
 
 
 task = functools.partial(invoke_task, klass=EdgeTask)
@@ -78,6 +79,10 @@ def cancelling() -> Iterator[list[int]]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _one_line(exc: FactoryError) -> str:
+    return "error: " + " ".join(str(exc).split())
 
 
 def _first(received: list[int]) -> int:
