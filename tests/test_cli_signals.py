@@ -67,7 +67,7 @@ def test_cancelling_raises_a_keyboard_interrupt_and_restores_the_handler(signum:
         with pytest.raises(KeyboardInterrupt) as caught, cancelling() as received:
             os.kill(os.getpid(), signum)
         assert isinstance(caught.value, Cancelled) and caught.value.signum == signum
-        assert caught.value.exit_code == 128 + signum and received == [signum]
+        assert received == [signum]
         assert signal.getsignal(signum) is before
     finally:
         signal.signal(signum, previous)
