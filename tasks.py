@@ -1,5 +1,5 @@
-"""invoke entry point: the factory's tasks live in imagefactory.tasks (run `invoke --list`)."""
+"""invoke entry point: the factory's tasks live in imagefactory.cli (run `invoke --list`)."""
 
-from imagefactory.tasks import ns
+from imagefactory.cli import ns
 
 __all__ = ["ns"]

@@ -1,10 +1,13 @@
 """Every user-facing failure: one class each, a one-line message and a hint on how to fix it.
 
-The task boundary (`imagefactory.tasks`) turns a FactoryError into `invoke.Exit` with exit code 1 and
-no traceback. Anything else escaping is a bug.
+The command line's edge (`imagefactory.cli.edge`) turns a FactoryError into `error: <message> (<hint>)`
+on one line and exit code 1, never a traceback; `Cancelled` (Ctrl-C, SIGTERM, SIGHUP) into 128 + the
+signal's number. Anything else escaping is a bug.
 """
 
 from __future__ import annotations
+
+import signal
 
 
 class FactoryError(Exception):
@@ -53,3 +56,19 @@ class CatalogError(FactoryError):
 
 class BakeInterrupted(FactoryError):
     """The user pressed Ctrl-C during a bake; cleanup ran and the catalog holds a failed build."""
+
+
+class HomeNotFound(FactoryError):
+    """No factory home: $IMAGEFACTORY_HOME is unset and no folder from the cwd upwards holds catalog.yaml."""
+
+
+class UsageError(FactoryError):
+    """A command-line option with a value it cannot take (names the option and its range)."""
+
+
+class Cancelled(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived: a KeyboardInterrupt, so every Ctrl-C clean-up path runs for all three."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)

@@ -7,8 +7,8 @@
                                  results: the emulator's state, its own catalog.yaml, its build dirs
     <home>/.cache/               repository clones and package-index answers
 
-The home is $IMAGEFACTORY_HOME, else the nearest folder upwards from the cwd holding catalog.yaml,
-else the cwd.
+The home is $IMAGEFACTORY_HOME, else the nearest folder upwards from the cwd holding catalog.yaml;
+outside any home a command says to make one (`imagefactory init`) and never writes into a random folder.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagefactory.errors import RecipeError
+from imagefactory.errors import HomeNotFound, RecipeError
 from imagefactory.names import check_name
+from imagefactory.result import Result
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +70,41 @@ def find_home(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> 
     for folder in (start, *start.parents):
         if (folder / "catalog.yaml").is_file():
             return Home(folder)
-    return Home(start)
+    raise HomeNotFound(f"no factory home here: no catalog.yaml in {start} or above, and IMAGEFACTORY_HOME is not set",
+                       "make one with 'imagefactory init' (or 'invoke init'), or set IMAGEFACTORY_HOME")
+
+
+IGNORED = (".sandbox/", ".builds/", ".cache/", "*.lock", "catalog.yaml.prev")
+
+
+def make_home(root: Path | None = None, env: Mapping[str, str] | None = None) -> Result:
+    """Make `root` (default: $IMAGEFACTORY_HOME, else the cwd) a factory home: an empty catalog.yaml,
+    recipes/, a .gitignore for per-machine state. Idempotent: what exists is kept; a .gitignore only
+    gains the lines it lacks."""
+    from imagefactory import catalog
+    from imagefactory.files import atomic_write
+
+    env = os.environ if env is None else env
+    home = Home((root or Path(env.get("IMAGEFACTORY_HOME") or ".")).resolve())
+    made: list[str] = []
+    catalog_file = home.catalog_path("aws")
+    if not catalog_file.exists():
+        catalog.ensure_file(catalog_file)
+        made.append(catalog_file.name)
+    if not home.recipes_dir.is_dir():
+        home.recipes_dir.mkdir(parents=True)
+        made.append("recipes/")
+    ignore = home.root / ".gitignore"
+    text = ignore.read_text() if ignore.is_file() else ""
+    missing = [line for line in IGNORED if line not in text.splitlines()]
+    if missing:
+        atomic_write(ignore, text + ("\n" if text and not text.endswith("\n") else "") + "\n".join(missing) + "\n")
+        made.append(f".gitignore ({', '.join(missing)})")
+    data = {"home": str(home.root), "created": made}
+    result = Result(data, f"factory home {home.root}: " + (f"made {', '.join(made)}" if made else "already complete"))
+    if not made:
+        return result.skipped(str(home.root), "already a factory home; nothing changed")
+    return result.note("next: imagefactory bake --repo PATH-OR-URL (or owner/name on GitHub)")
 
 
 def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:

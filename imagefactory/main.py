@@ -1,8 +1,5 @@
-"""Console script `imagefactory`: the same task collection as `invoke` in the factory repo."""
+"""Console script entry point (`[project.scripts] imagefactory = "imagefactory.main:program.run"`)."""
 
-from invoke import Program
+from imagefactory.cli.program import program
 
-from imagefactory import __version__
-from imagefactory.tasks import ns
-
-program = Program(name="imagefactory", binary="imagefactory", namespace=ns, version=__version__)
+__all__ = ["program"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imagefactory.checkouts import checkout
-from imagefactory.errors import RecipeError
+from imagefactory.errors import RecipeError, ResolveError
 from imagefactory.files import locked
 from imagefactory.home import Home
 from imagefactory.package_index import for_home as package_index
@@ -157,6 +157,7 @@ def rehearsal(home: Home, recipe: Recipe, tree_root: Path) -> Callable[[str], st
 
 
 def check(home: Home, name: str, *, resolve: bool, progress: Progress) -> CheckOutcome:
+    """Validate recipes/NAME.yaml and, with `resolve`, its pip packages; ResolveError names the first conflict."""
     path = home.recipe_path(name)
     if not path.exists():
         known = sorted(p.stem for p in home.recipes_dir.glob("*.yaml"))
@@ -166,7 +167,10 @@ def check(home: Home, name: str, *, resolve: bool, progress: Progress) -> CheckO
     if not resolve:
         return CheckOutcome(name, str(path), True, "valid")
     found = checkout(home, recipe.source.repo, ref=_ref_for(recipe), name=name, progress=progress)
-    return resolve_check(home, recipe, found.path)
+    outcome = resolve_check(home, recipe, found.path)
+    if not outcome.ok:
+        raise ResolveError(f"{outcome.path}: {outcome.message}", "fix the pins or the Python version")
+    return outcome
 
 
 def _ref_for(recipe: Recipe) -> str | None:

@@ -89,11 +89,12 @@ def running_on_ec2() -> bool:
     return False
 
 
-def choose_target(*, sandbox: bool, env: Mapping[str, str] | None = None) -> str:
+def choose_target(*, sandbox: bool, env: Mapping[str, str] | None = None,
+                  on_ec2: Callable[[], bool] = running_on_ec2) -> str:
     env = os.environ if env is None else env
     if sandbox or env.get("IMAGEFACTORY_SANDBOX") == "1":
         return "sandbox"
-    return "aws" if has_aws_credentials(env, Path.home(), running_on_ec2) else "sandbox"
+    return "aws" if has_aws_credentials(env, Path.home(), on_ec2) else "sandbox"
 
 
 def open_target(kind: str, emulator_dir: Path) -> Target:

@@ -1,0 +1,29 @@
+"""The command line: one module per command group over `common`; every task runs through one edge (`edge`).
+
+Each task parses its arguments, calls one library function and renders its `Result` (text or --json).
+Heavy modules (boto3, moto, git, jinja2) are imported inside the tasks, so `invoke --list` stays fast.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+from imagefactory.cli import bake, catalog, home, instances, recipe, sandbox
+
+
+def _named(collection: Collection) -> Collection:
+    """Tell every task its dotted name (`catalog.show`), for its help page."""
+    for name in collection.task_names:
+        collection[name].full_name = name
+    return collection
+
+
+ns = _named(Collection(
+    bake.bake, home.init,
+    instances.launch, instances.connect, instances.instances, instances.stop, instances.start, instances.terminate,
+    Collection("recipe", recipe.derive, recipe.check),
+    Collection("catalog", catalog.listing, catalog.show),
+    Collection("sandbox", sandbox.up, sandbox.status, sandbox.down),
+))
+
+__all__ = ["ns"]

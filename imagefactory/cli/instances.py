@@ -1,0 +1,121 @@
+"""Launched instances: `launch`, `connect`, `instances`, `stop`, `start`, `terminate`.
+
+Integer options are checked here, in one line naming the option and its range (the launcher's own):
+--volume 1..16384 GB, EBS's limits (omitted: the image's own size; the launcher also refuses less than the
+image's disk, naming its size), --autostop 0..10080 idle minutes (a week; 0 turns it off), --local-port
+1024..65535 (no privileged ports).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imagefactory.cli.common import JSON_HELP, SANDBOX_HELP, confirm, home, render, say, task, whole
+from imagefactory.result import Result
+
+INSTANCE_HELP = "Instance id (i-...) or image name"
+VOLUME_GB = (1, 16384)
+AUTOSTOP_MINUTES = (0, 7 * 24 * 60)
+LOCAL_PORTS = (1024, 65535)
+DEFAULT_LOCAL_PORT = 7005
+
+
+def _local_port(value: str | None) -> int:
+    port = whole(value, "--local-port", *LOCAL_PORTS)
+    return DEFAULT_LOCAL_PORT if port is None else port
+
+
+@task(help={
+    "name": "Image name in the catalog",
+    "region": "Region to launch in (default: the latest build's first region)",
+    "type": "Instance type (default t3.medium)",
+    "spot": "Launch a spot instance (persistent; stops, not terminates, on interruption)",
+    "autostop": "Stop the instance after this many idle minutes, 0 to 10080 (default 60; 0 turns it off)",
+    "volume": "Root volume size in GB, 1 to 16384, at least the image's (default: the image's size)",
+    "key": "Key pair name to use; its private key is ~/.ssh/NAME.pem (default: imagefactory's own per region)",
+    "cidr": "Address allowed to ssh in (default: your public address /32)",
+    "allow_wide_cidr": "Accept a --cidr wider than a /24 (IPv6 /56): every address in it could try ssh",
+    "local_port": f"Local port for the JupyterLab tunnel in the printed command, 1024 to 65535 "
+                  f"(default {DEFAULT_LOCAL_PORT})",
+    "sandbox": SANDBOX_HELP,
+    "wait": "Wait until ssh answers (--no-wait: return once the instance runs)",
+    "json": JSON_HELP,
+})
+def launch(c: Any, name: str, region: str | None = None, type: str = "t3.medium", spot: bool = False,
+           autostop: str | None = None, volume: str | None = None, key: str | None = None, cidr: str | None = None,
+           allow_wide_cidr: bool = False, local_port: str | None = None, sandbox: bool = False, wait: bool = True,
+           json: bool = False) -> None:
+    """Launch an image from the catalog and print the ssh and tunnel commands and the price."""
+    from imagefactory.launcher import DEFAULT_AUTOSTOP, LaunchOptions, summary
+    from imagefactory.launcher import launch as run_launch
+
+    minutes = whole(autostop, "--autostop", *AUTOSTOP_MINUTES, "minutes")
+    opts = LaunchOptions(name=name, region=region, instance_type=type, spot=spot,
+                         autostop=DEFAULT_AUTOSTOP if minutes is None else minutes,
+                         volume=whole(volume, "--volume", *VOLUME_GB, "GB", "leave it out for the image's size"),
+                         key=key, cidr=cidr, allow_wide_cidr=allow_wide_cidr, local_port=_local_port(local_port),
+                         sandbox=sandbox, wait=wait)
+    done = run_launch(home(), opts, say)
+    render(Result(done.to_dict(), summary(done)), json)
+
+
+@task(help={
+    "instance": INSTANCE_HELP,
+    "local_port": f"Local port for the tunnel, 1024 to 65535 (default {DEFAULT_LOCAL_PORT})",
+    "open": "Open the lab in a web browser",
+    "sandbox": SANDBOX_HELP,
+})
+def connect(c: Any, instance: str, local_port: str | None = None, open: bool = False, sandbox: bool = False) -> None:
+    """Open the ssh tunnel to an instance's JupyterLab and print its URL; Ctrl-C closes it."""
+    from imagefactory.connect import connect as open_lab
+    from imagefactory.connect import locate, open_catalog_target
+
+    port = _local_port(local_port)
+    where = home()
+    target = open_catalog_target(where, sandbox, say)
+    tunnel = open_lab(where, target, *locate(where, target, instance), port, say)
+    print(tunnel.url, flush=True)
+    if open:
+        import webbrowser
+
+        webbrowser.open(tunnel.url)
+    tunnel.hold(say)
+
+
+@task(help={"sandbox": SANDBOX_HELP, "json": JSON_HELP})
+def instances(c: Any, sandbox: bool = False, json: bool = False) -> None:
+    """List launched instances: id, image, type, state, spot, region, uptime and cost so far."""
+    from imagefactory.connect import open_catalog_target, rows, table
+
+    where = home()
+    items = rows(where, open_catalog_target(where, sandbox, say))
+    render(Result(items, table(items)), json)
+
+
+def _change(instance: str, action: str, sandbox: bool, as_json: bool) -> None:
+    from imagefactory.connect import change, open_catalog_target
+
+    where = home()
+    done = change(where, open_catalog_target(where, sandbox, say), instance, action, say)
+    render(Result(done, f"{done['id']}: {done['state']}"), as_json)
+
+
+@task(help={"instance": INSTANCE_HELP, "sandbox": SANDBOX_HELP, "json": JSON_HELP})
+def stop(c: Any, instance: str, sandbox: bool = False, json: bool = False) -> None:
+    """Stop an instance: its disk is kept (a small monthly cost), compute billing ends."""
+    _change(instance, "stop", sandbox, json)
+
+
+@task(help={"instance": INSTANCE_HELP, "sandbox": SANDBOX_HELP, "json": JSON_HELP})
+def start(c: Any, instance: str, sandbox: bool = False, json: bool = False) -> None:
+    """Start a stopped instance again (then 'connect' to reach its JupyterLab)."""
+    _change(instance, "start", sandbox, json)
+
+
+@task(help={"instance": INSTANCE_HELP, "yes": "Do not ask for confirmation", "sandbox": SANDBOX_HELP,
+            "json": JSON_HELP})
+def terminate(c: Any, instance: str, yes: bool = False, sandbox: bool = False, json: bool = False) -> None:
+    """Terminate an instance: it and its disk are deleted, all its charges end."""
+    if not yes:
+        confirm(f"terminate {instance} and delete its disk?", f"not terminating {instance}")
+    _change(instance, "terminate", sandbox, json)

@@ -1,0 +1,48 @@
+"""`sandbox.up`, `sandbox.status`, `sandbox.down`: the local EC2 emulator of this factory home."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imagefactory.cli.common import JSON_HELP, home, render, say, task
+from imagefactory.result import Result
+
+
+@task(help={"json": JSON_HELP})
+def up(c: Any, json: bool = False) -> None:
+    """Start the local EC2 emulator (or reuse the running one) and print its endpoint."""
+    from imagefactory.sandbox.emulator import ensure_up
+
+    info = ensure_up(home().emulator_dir)
+    render(_described(info, f"sandbox emulator {'reused' if info.reused else 'started'}: {info.endpoint} "
+                            f"(pid {info.pid})"), json)
+
+
+@task(help={"json": JSON_HELP})
+def status(c: Any, json: bool = False) -> None:
+    """Say whether the local EC2 emulator is running, and where."""
+    from imagefactory.sandbox.emulator import status as emulator_status
+
+    info = emulator_status(home().emulator_dir)
+    if info is None:
+        render(Result({"running": False}, "sandbox emulator: not running"), json)
+    else:
+        render(_described(info, f"sandbox emulator running: {info.endpoint} (pid {info.pid})"), json)
+
+
+@task(help={"force": "Stop running sandbox instances' processes first (their disks are kept)", "json": JSON_HELP})
+def down(c: Any, force: bool = False, json: bool = False) -> None:
+    """Stop the local EC2 emulator (its state is kept and restored on the next start)."""
+    from imagefactory.sandbox.emulator import down as emulator_down
+    from imagefactory.sandbox.instances import stop_all_for_down
+
+    where = home()
+    stop_all_for_down(where, force=force, progress=say)
+    stopped = emulator_down(where.emulator_dir)
+    render(Result({"stopped": stopped}, "sandbox emulator stopped" if stopped else "sandbox emulator: not running"),
+           json)
+
+
+def _described(info: Any, text: str) -> Result:
+    return Result({"running": True, "endpoint": info.endpoint, "port": info.port, "pid": info.pid,
+                   "state_dir": str(info.state_dir), "reused": info.reused}, text)
