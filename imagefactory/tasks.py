@@ -193,12 +193,12 @@ def status(c: Any, json: bool = False) -> None:
          f"sandbox emulator running: {info.endpoint} (pid {info.pid})" if info else "sandbox emulator: not running")
 
 
-@task(help={"force": "Stop running sandbox instances' processes first (their disks are kept)"})
+@task(help={"force": "End sandbox instances' and builds' processes (disks kept); remove crashed builds' leftovers"})
 @boundary
 def down(c: Any, force: bool = False) -> None:
     """Stop the local EC2 emulator (its state is kept and restored on the next start)."""
     from imagefactory.sandbox.emulator import down as emulator_down
-    from imagefactory.sandbox.instances import stop_all_for_down
+    from imagefactory.sandbox.leftovers import stop_all_for_down
 
     home = _home()
     stop_all_for_down(home, force=force, progress=say)

@@ -35,6 +35,8 @@ from conftest import cli_env, new_home, run_cli, stop_emulator
 from imagefactory import catalog
 from imagefactory.catalog import Build
 from imagefactory.home import Home
+from imagefactory.sandbox.leftovers import sandbox_processes
+from imagefactory.sandbox.teardown import processes_in
 from imagefactory.sandbox.emulator import ensure_up, sandbox_credentials
 
 BUILD_ID = "20261127-120000-beef"
@@ -168,7 +170,10 @@ def test_second_launch_reuses_key_and_group_and_lifecycle_works(aws: AwsHome) ->
     assert "--yes" in last_error(aws.cli("terminate", iid))  # no terminal to confirm on: refused
     assert json.loads(aws.cli("terminate", iid, "--yes", "--json").stdout)["state"] in ("shutting-down", "terminated")
     assert {r["id"] for r in json.loads(aws.cli("instances", "--json").stdout)} == {second["instance_id"]}
-    assert "2 instances" not in aws.cli("stop", "demo").stderr  # the one live instance of 'demo'
+    by_name = aws.cli("stop", "demo", "--json")  # the name picks the one live instance of 'demo'
+    assert by_name.returncode == 0, by_name.stderr
+    assert json.loads(by_name.stdout)["id"] == second["instance_id"]
+    assert json.loads(by_name.stdout)["state"] in ("stopping", "stopped")
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -216,7 +221,7 @@ def _assert_nothing_made(aws: AwsHome) -> None:
         assert live(aws, region) == []
         assert ec2.describe_key_pairs()["KeyPairs"] == []
         assert [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]] == ["default"]
-    assert not list((aws.home.root / ".ssh").glob("*.pem")) if (aws.home.root / ".ssh").exists() else True
+    assert list((aws.home.root / ".ssh").glob("*.pem")) == []  # (a folder that does not exist holds none)
 
 
 def test_the_tasks_have_help_for_every_option() -> None:
@@ -259,9 +264,9 @@ def packed_build(h: Home) -> str:
 @pytest.fixture(scope="module")
 def lab(example_home: Home) -> Iterator[dict[str, Any]]:
     """The example baked in the sandbox and launched as a local instance; removed (and checked) after."""
-    from imagefactory.sandbox import rootfs
+    from imagefactory.sandbox.host import sandbox_supported
 
-    ok, why = rootfs.sandbox_supported()
+    ok, why = sandbox_supported()
     assert ok, f"the sandbox launch tests need a machine that can run the rootfs: {why}"
     packed_build(example_home)
     started = time.monotonic()
@@ -276,7 +281,6 @@ def lab(example_home: Home) -> Iterator[dict[str, Any]]:
 
 def _remove_local_instances(h: Home) -> None:
     from imagefactory.sandbox import instances as local
-    from imagefactory.sandbox import rootfs
 
     records = [r.stem for r in (h.sandbox_dir / "instances").glob("i-*.json")]
     if records:  # terminate in the emulator too, so later tests in this home see no live leftovers
@@ -284,7 +288,7 @@ def _remove_local_instances(h: Home) -> None:
         ec2.terminate_instances(InstanceIds=records)
     for instance_id in records:
         local.remove(h, instance_id)
-    assert rootfs.processes_in(h.sandbox_dir) == []
+    assert sandbox_processes(h) == []
     assert _strays(h) == [], "processes left behind"
 
 
@@ -460,8 +464,6 @@ def test_sandbox_down_refuses_while_a_local_instance_runs(lab: dict[str, Any], e
 
 
 def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, Any], example_home: Home) -> None:
-    from imagefactory.sandbox import rootfs
-
     iid, h = lab["instance_id"], example_home
     assert lab["target"] == "sandbox" and lab["host"] == "127.0.0.1" and lab["cidr"] == "127.0.0.1/32"
     pem = Path(lab["key_path"])
@@ -488,7 +490,7 @@ def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, A
     _record_timing(reached, lab["seconds"])
     root = h.sandbox_dir / "instances" / iid
     assert json.loads(cli(h, "stop", iid, "--json", check=True).stdout)["state"] in ("stopping", "stopped")
-    assert rootfs.processes_in(root) == [] and (root / "etc/imagefactory/autostop-minutes").read_text() == "60\n"
+    assert processes_in(root) == [] and (root / "etc/imagefactory/autostop-minutes").read_text() == "60\n"
     assert json.loads(cli(h, "start", iid, "--json", check=True).stdout)["state"] == "running"
     c = Connected(h, iid, port)
     try:
@@ -497,7 +499,7 @@ def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, A
         assert c.close() == 0
     assert json.loads(cli(h, "terminate", iid, "--yes", "--json", check=True).stdout)["state"] in (
         "shutting-down", "terminated")
-    assert not root.exists() and rootfs.processes_in(h.sandbox_dir) == []
+    assert not root.exists() and sandbox_processes(h) == []
 
 
 def test_ctrl_c_during_a_sandbox_launch_removes_the_instance(example_home: Home, lab: dict[str, Any]) -> None:
