@@ -17,12 +17,10 @@ import queue
 import signal
 import socket
 import stat
-import struct
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,14 +28,16 @@ from typing import Any
 import boto3
 import pytest
 import requests
+import websocket
 from conftest import cli_env, new_home, run_cli, stop_emulator
+from jupyter_client.session import Session
 
 from imagefactory import catalog
 from imagefactory.catalog import Build
 from imagefactory.home import Home
+from imagefactory.sandbox.emulator import ensure_up, sandbox_credentials
 from imagefactory.sandbox.leftovers import sandbox_processes
 from imagefactory.sandbox.teardown import processes_in
-from imagefactory.sandbox.emulator import ensure_up, sandbox_credentials
 
 BUILD_ID = "20261127-120000-beef"
 TASKS = ("launch", "connect", "instances", "stop", "start", "terminate")
@@ -348,97 +348,42 @@ class Connected:
 
 
 def run_cell(c: Connected, kernel: str, code: str) -> str:
-    """Start a kernel through the REST API and run `code` over the kernel websocket; returns its stdout."""
+    """Start a kernel through the REST API and run `code` over its websocket channels; returns its stdout.
+
+    The messages are jupyter_client's (`Session`), the transport is websocket-client: a Jupyter
+    Server's kernels are reached over REST + websocket, which jupyter_client's own (ZMQ) clients do not
+    speak."""
+    auth = {"Authorization": f"token {c.token}"}
     started = requests.post(c.base + "/api/kernels", json={"name": kernel}, timeout=60, proxies={"http": ""},
-                            headers={"Authorization": f"token {c.token}"}).json()
-    port = int(c.base.rsplit(":", 1)[1])
-    ws = WebSocket(port, f"/api/kernels/{started['id']}/channels?session_id={uuid.uuid4().hex}",
-                   {"Authorization": f"token {c.token}"})
-    msg_id = uuid.uuid4().hex
-    ws.send(json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
-                   "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True}}))
-    out, replied, idle, deadline = [], False, False, time.monotonic() + 120
-    while not (replied and idle) and time.monotonic() < deadline:  # shell reply and iopub idle: both seen
-        msg = json.loads(ws.recv())
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "stream":
-            out.append(content["text"])
-        elif kind == "error":
-            raise AssertionError(f"the cell failed: {content['ename']}: {content['evalue']}")
-        elif kind == "execute_reply":
-            assert content["status"] == "ok"
-            replied = True
-        elif kind == "status" and content["execution_state"] == "idle":
-            idle = True
-    ws.close()
-    requests.delete(c.base + f"/api/kernels/{started['id']}", headers={"Authorization": f"token {c.token}"},
-                    timeout=30, proxies={"http": ""})
-    return "".join(out)
-
-
-class WebSocket:
-    """Just enough of RFC 6455 for the kernel channels: handshake, masked text frames out, frames in."""
-
-    def __init__(self, port: int, path: str, headers: dict[str, str]) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
-                 f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-                 *(f"{k}: {v}" for k, v in headers.items())]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        reply = b""
-        while b"\r\n\r\n" not in reply:
-            reply += self.sock.recv(4096)
-        head, _, self.buffer = reply.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head[:200]
-
-    def send(self, text: str, opcode: int = 1) -> None:
-        data, mask = text.encode(), os.urandom(4)
-        size = len(data)
-        header = bytes([0x80 | opcode]) + (bytes([0x80 | size]) if size < 126 else
-                                           bytes([0x80 | 126]) + struct.pack(">H", size) if size < 65536 else
-                                           bytes([0x80 | 127]) + struct.pack(">Q", size))
-        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("websocket closed")
-            self.buffer += chunk
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-    def recv(self) -> str:
-        message = b""
-        while True:
-            first, second = self._take(2)
-            size = second & 0x7F
-            if size == 126:
-                size = struct.unpack(">H", self._take(2))[0]
-            elif size == 127:
-                size = struct.unpack(">Q", self._take(8))[0]
-            payload = self._take(size)
-            opcode = first & 0x0F
-            if opcode == 9:  # ping
-                self.send(payload.decode(errors="replace"), opcode=10)
+                            headers=auth).json()
+    session = Session(username="test")
+    ws = websocket.create_connection(
+        c.base.replace("http://", "ws://") + f"/api/kernels/{started['id']}/channels?session_id={session.session}",
+        header=auth, timeout=120, http_proxy_host=None, suppress_origin=True)
+    try:
+        request = session.msg("execute_request", {"code": code, "silent": False, "store_history": False,
+                                                  "user_expressions": {}, "allow_stdin": False,
+                                                  "stop_on_error": True})
+        ws.send(json.dumps({**request, "channel": "shell", "buffers": []}, default=str))
+        out, replied, idle = [], False, False
+        while not (replied and idle):  # the shell reply and iopub's idle: both seen (recv times out at 120 s)
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != request["header"]["msg_id"]:
                 continue
-            if opcode == 8:
-                raise ConnectionError("websocket closed by the server")
-            message += payload
-            if first & 0x80:
-                return message.decode()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.send("", opcode=8)
-        self.sock.close()
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind == "error":
+                raise AssertionError(f"the cell failed: {content['ename']}: {content['evalue']}")
+            elif kind == "execute_reply":
+                assert content["status"] == "ok"
+                replied = True
+            elif kind == "status" and content["execution_state"] == "idle":
+                idle = True
+    finally:
+        ws.close()
+        requests.delete(c.base + f"/api/kernels/{started['id']}", headers=auth, timeout=30, proxies={"http": ""})
+    return "".join(out)
 
 
 def listening(port: int) -> set[str]:
