@@ -28,7 +28,7 @@ from imagefactory.home import Home
 from imagefactory.sandbox import instances
 from imagefactory.sandbox.buildroot import OWNER_FILE, owner_alive
 from imagefactory.sandbox.host import Progress
-from imagefactory.sandbox.teardown import kill_processes, processes_in, remove_tree
+from imagefactory.sandbox.teardown import end, kill_processes, naming, processes_in, remove_tree
 
 CLOUD_FILE = "cloud.json"
 BUILD_KEY_PREFIX = "imagefactory-build-"
@@ -135,7 +135,7 @@ def find(home: Home) -> list[Leftover]:
     any_live = bool(live_builds(home))
     for build_dir in dead_builds(home):
         rootfs = build_dir / "rootfs"
-        pids = processes_in(rootfs)
+        pids = sorted({*processes_in(rootfs), *naming(build_dir)})
         if pids:
             found.append(Leftover("processes", " ".join(map(str, pids)), str(build_dir)))
         if rootfs.exists():
@@ -154,6 +154,7 @@ def remove(home: Home, found: list[Leftover], progress: Progress) -> None:
         build_dir = Path(item.build_dir)
         if item.kind == "processes":
             kill_processes(build_dir / "rootfs")
+            end(naming(build_dir))
         elif item.kind == "rootfs":
             remove_tree(Path(item.name))
         else:

@@ -85,6 +85,27 @@ def processes_in(root: Path) -> list[int]:
     return sorted(found)
 
 
+def naming(folder: Path) -> list[int]:
+    """PIDs (not this one) whose command line names folder or a path in it (a build's Packer, its ssh)."""
+    needle = str(folder.resolve()).encode()
+    found = []
+    for pid in _pids():
+        with contextlib.suppress(OSError):
+            if pid != os.getpid() and needle in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+def end(pids: list[int], grace: float = KILL_GRACE) -> None:
+    """SIGTERM these processes, then SIGKILL those still there after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        for pid in _live(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        with contextlib.suppress(WaitTimeout):
+            wait_for(lambda: not _live(pids), timeout=wait, interval=0.1, what="processes to end")
+
+
 def kill_processes(root: Path, grace: float = KILL_GRACE) -> int:
     """SIGTERM, then after `grace` seconds SIGKILL, every process inside root; return how many."""
     pids = processes_in(root)
