@@ -7,7 +7,8 @@ between moto's in-memory models and plain data:
   backend, with IDs derived from a hash of region + name, so the same base AMI has the same ID on every
   start and catalog entries that record it stay valid.
 - `dump_state` / `restore_state` turn what users made (AMIs with their root snapshot, tags and launch
-  permissions; deregistrations; key pairs; SSM parameters) into JSON-ready data and back, keeping IDs.
+  permissions; deregistrations; key pairs; security groups and instances, see `machines_state`; SSM
+  parameters) into JSON-ready data and back, keeping IDs.
 
 Models are built with moto's own classes (`Ami`, `KeyPair`, `Parameter`) and then given their saved IDs.
 """
@@ -27,6 +28,8 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami
 from moto.ec2.models.key_pairs import KeyPair
 from moto.ssm.models import Parameter, ssm_backends
+
+from imagefactory.sandbox import machines_state
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +197,8 @@ def _dump_ec2_region(backend: Any, seeded: set[str]) -> dict[str, Any]:
         "images": [_dump_image(backend, ami) for ami in images],
         "deregistered": list(backend.deleted_amis),
         "key_pairs": [_dump_key_pair(backend, key) for key in list(backend.key_pairs.values())],
+        "security_groups": machines_state.dump_groups(backend),
+        "instances": machines_state.dump_instances(backend),
     }
 
 
@@ -294,6 +299,8 @@ def _restore_ec2_region(backend: Any, region: str, data: dict[str, Any]) -> None
             backend.deleted_amis.append(ami_id)
     for key in data["key_pairs"]:
         _restore_key_pair(backend, key)
+    machines_state.restore_groups(backend, data.get("security_groups", []))
+    machines_state.restore_instances(backend, region, data.get("instances", []))
 
 
 def _restore_parameter(backend: Any, account_id: str, data: dict[str, Any]) -> None:

@@ -42,6 +42,9 @@ MUTATING_ACTIONS = frozenset(
         "CreateImage", "CopyImage", "RegisterImage", "DeregisterImage", "CreateTags", "DeleteTags",
         "ModifyImageAttribute", "ResetImageAttribute", "ImportKeyPair", "CreateKeyPair", "DeleteKeyPair",
         "ModifySnapshotAttribute", "ResetSnapshotAttribute", "DeleteSnapshot",
+        "RunInstances", "StartInstances", "StopInstances", "TerminateInstances", "RebootInstances",
+        "ModifyInstanceAttribute", "CreateSecurityGroup", "DeleteSecurityGroup",
+        "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress",
         "PutParameter", "DeleteParameter", "DeleteParameters", "LabelParameterVersion",
         "UnlabelParameterVersion", "AddTagsToResource", "RemoveTagsFromResource",
     }
