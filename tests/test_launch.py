@@ -442,6 +442,10 @@ def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, A
         assert c.get("/api/status").status_code == 200
     finally:
         assert c.close() == 0
+    # the emulator restarts with the instance still known: no disk is left that no command can reach
+    assert "sandbox emulator stopped" in cli(h, "sandbox.down", "--force", check=True).stdout
+    assert sandbox_processes(h) == [] and root.is_dir()
+    assert iid in {r["id"] for r in json.loads(cli(h, "instances", "--json", check=True).stdout)}
     assert json.loads(cli(h, "terminate", iid, "--yes", "--json", check=True).stdout)["state"] in (
         "shutting-down", "terminated")
     assert not root.exists() and sandbox_processes(h) == []

@@ -108,7 +108,7 @@ def test_start_reuse_status_down(state_dir: Path) -> None:
     assert info.endpoint == f"http://127.0.0.1:{info.port}"
     assert _pid_alive(info.pid)
     assert _listens_on_loopback_only(info.port)
-    assert {"server.json", "server.log", "lock"} <= {p.name for p in state_dir.iterdir()}
+    assert {"server.json", "server.log", "server.lock"} <= {p.name for p in state_dir.iterdir()}
 
     again = ensure_up(state_dir)
     assert (again.pid, again.port, again.reused) == (info.pid, info.port, True)

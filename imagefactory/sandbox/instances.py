@@ -22,8 +22,10 @@ import json
 import os
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write
@@ -41,6 +43,7 @@ FIRSTBOOT_UNIT = "imagefactory-firstboot.service"
 SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 START_TIMEOUT = 120.0
 KEYS_MARK = "--imagefactory-host-keys--"
+T = TypeVar("T")
 # First boot, run inside a one-shot container: the launch key, the auto-stop setting, new host keys.
 FIRSTBOOT = f"""set -eu
 install -d -m 0700 -o "$IF_USER" -g "$IF_USER" "/home/$IF_USER/.ssh"
@@ -203,7 +206,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _wait(ready: object, pid: int, what: str, log_path: Path) -> int:
+def _wait(ready: Callable[[], T | None], pid: int, what: str, log_path: Path) -> T:
     def exited() -> str | None:
         if _alive(pid):
             return None
@@ -211,7 +214,7 @@ def _wait(ready: object, pid: int, what: str, log_path: Path) -> int:
         return f"exited while starting: {' | '.join(tail)}"
 
     try:
-        return wait_for(ready, timeout=START_TIMEOUT, abort=exited, what=what)  # type: ignore[arg-type]
+        return wait_for(ready, timeout=START_TIMEOUT, abort=exited, what=what)
     except WaitTimeout as exc:
         raise SandboxError(str(exc), f"see {log_path}") from None
 
