@@ -135,12 +135,14 @@ def find(home: Home) -> list[Leftover]:
     any_live = bool(live_builds(home))
     for build_dir in dead_builds(home):
         rootfs = build_dir / "rootfs"
+        cloud = _cloud_of(build_dir)
+        if not rootfs.exists() and cloud is None:  # ended cleanly (or already cleaned): nothing to look for
+            continue
         pids = sorted({*processes_in(rootfs), *naming(build_dir)})
         if pids:
             found.append(Leftover("processes", " ".join(map(str, pids)), str(build_dir)))
         if rootfs.exists():
             found.append(Leftover("rootfs", str(rootfs), str(build_dir)))
-        cloud = _cloud_of(build_dir)
         ec2 = _ec2(home, cloud["region"]) if cloud else None
         if cloud and ec2 is not None:
             found += _cloud_leftovers(ec2, build_dir, cloud["region"], cloud["key_pair"], any_live=any_live)
