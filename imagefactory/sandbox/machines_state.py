@@ -1,4 +1,4 @@
-"""Instances and security groups kept across emulator restarts (part of `seed.dump_state`/`restore_state`).
+"""Instances and security groups kept across emulator restarts (part of `state.dump_state`/`restore_state`).
 
 A sandbox instance is a running container on this machine with a disk under `.sandbox/instances/`; the
 emulator must not forget it on a restart, or no command could reach it again. What is saved per

@@ -68,12 +68,12 @@ class StateStore:
         self._last = ""
 
     def load(self) -> None:
-        from imagefactory.sandbox import seed
+        from imagefactory.sandbox import state
 
         if not self.path.exists():
             return
         text = self.path.read_text(encoding="utf-8")
-        seed.restore_state(SANDBOX_ACCOUNT_ID, json.loads(text))
+        state.restore_state(SANDBOX_ACCOUNT_ID, json.loads(text))
         self._last = self._render()
         log.info("restored sandbox state from %s", self.path)
 
@@ -83,9 +83,9 @@ class StateStore:
         self.seeded = seed.seed_canonical(SANDBOX_ACCOUNT_ID)
 
     def _render(self) -> str:
-        from imagefactory.sandbox import seed
+        from imagefactory.sandbox import state
 
-        return json.dumps(seed.dump_state(SANDBOX_ACCOUNT_ID, self.seeded), indent=1, sort_keys=True)
+        return json.dumps(state.dump_state(SANDBOX_ACCOUNT_ID, self.seeded), indent=1, sort_keys=True)
 
     def save(self) -> None:
         text = self._render()
