@@ -445,7 +445,8 @@ def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, A
     # the emulator restarts with the instance still known: no disk is left that no command can reach
     assert "sandbox emulator stopped" in cli(h, "sandbox.down", "--force", check=True).stdout
     assert sandbox_processes(h) == [] and root.is_dir()
-    assert iid in {r["id"] for r in json.loads(cli(h, "instances", "--json", check=True).stdout)}
+    listed = {r["id"]: r["state"] for r in json.loads(cli(h, "instances", "--json", check=True).stdout)}
+    assert listed[iid] == "stopped", "its processes were ended: the emulator says so"
     assert json.loads(cli(h, "terminate", iid, "--yes", "--json", check=True).stdout)["state"] in (
         "shutting-down", "terminated")
     assert not root.exists() and sandbox_processes(h) == []

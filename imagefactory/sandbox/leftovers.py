@@ -185,6 +185,20 @@ def report(home: Home, progress: Progress) -> list[Leftover]:
     return found
 
 
+def _mark_stopped(home: Home, ids: list[str]) -> None:
+    """Tell the emulator that instances whose processes were ended are stopped (their disks are kept)."""
+    ec2 = _ec2(home, "us-east-1") if ids else None
+    if ec2 is None:
+        return
+    for region in [r["RegionName"] for r in ec2.describe_regions()["Regions"]]:
+        client = _ec2(home, region)
+        reservations = client.describe_instances(Filters=[{"Name": "instance-id", "Values": ids},
+                                                          {"Name": "instance-state-name", "Values": ["running"]}])
+        found = [i["InstanceId"] for r in reservations["Reservations"] for i in r["Instances"]]
+        if found:
+            client.stop_instances(InstanceIds=found)
+
+
 def stop_all_for_down(home: Home, *, force: bool, progress: Progress) -> None:
     """Before the emulator stops: refuse while sandbox instances or builds run, or with `force` end every
     process the sandbox started (instances' sshd and JupyterLab, build roots' sshd; disks kept) and
@@ -198,6 +212,7 @@ def stop_all_for_down(home: Home, *, force: bool, progress: Progress) -> None:
     for instance_id in ids:
         instances.halt(home, instance_id)
         progress(f"sandbox: stopped the processes of {instance_id} (disk kept under {instances.instances_dir(home)})")
+    _mark_stopped(home, ids)
     for build_dir in building:
         kill_processes(build_dir / "rootfs")
         progress(f"sandbox: ended the build root of the running build {build_dir.name}")
