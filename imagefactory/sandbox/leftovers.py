@@ -151,7 +151,10 @@ def find(home: Home) -> list[Leftover]:
 
 def remove(home: Home, found: list[Leftover], progress: Progress) -> None:
     """Remove leftovers `find` returned: processes and trees first, then instances, groups, key pairs."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     order = {"processes": 0, "rootfs": 1, "instance": 2, "security group": 3, "key pair": 4}
+    kept: set[str] = set()
     for item in sorted(found, key=lambda x: order[x.kind]):
         build_dir = Path(item.build_dir)
         if item.kind == "processes":
@@ -161,18 +164,22 @@ def remove(home: Home, found: list[Leftover], progress: Progress) -> None:
             remove_tree(Path(item.name))
         else:
             ec2 = _ec2(home, item.region)
-            if ec2 is None:
+            try:
+                if ec2 is None:
+                    raise SandboxError("the emulator is not running")
+                if item.kind == "instance":
+                    ec2.terminate_instances(InstanceIds=[item.name])
+                elif item.kind == "security group":
+                    ec2.delete_security_group(GroupId=item.name)
+                else:
+                    ec2.delete_key_pair(KeyName=item.name)
+            except (ClientError, BotoCoreError, SandboxError) as exc:
+                kept.add(item.build_dir)
+                progress(f"sandbox: could not remove {item.describe()}: {exc}; it is found again next time")
                 continue
-            if item.kind == "instance":
-                ec2.terminate_instances(InstanceIds=[item.name])
-            elif item.kind == "security group":
-                ec2.delete_security_group(GroupId=item.name)
-            else:
-                ec2.delete_key_pair(KeyName=item.name)
         progress(f"sandbox: removed {item.describe()} (left by the dead build in {item.build_dir})")
-    if _ec2(home, "us-east-1") is not None:
-        for build_dir in {Path(item.build_dir) for item in found}:
-            forget_cloud(build_dir)
+    for build_dir in {item.build_dir for item in found} - kept:
+        forget_cloud(Path(build_dir))
 
 
 def report(home: Home, progress: Progress) -> list[Leftover]:
