@@ -22,17 +22,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imagefactory.home import rootfs_cache_dir
-from imagefactory.sandbox import rootfs
+from imagefactory.sandbox.archive import PackInfo, pack, tree_bytes
+from imagefactory.sandbox.buildroot import BuildRoot
+from imagefactory.sandbox.host import CLEAN_ENV, sandbox_supported
+from imagefactory.sandbox.teardown import remove_tree
 
 PACKAGES = ("jupyterlab", "numpy", "pandas", "matplotlib", "scikit-learn")
 DEFAULT_CACHE = rootfs_cache_dir()
 TOOLS = "/opt/bench/tools"
 CA = "/etc/ssl/certs/ca-certificates.crt"
-ENV = dict(rootfs.CLEAN_ENV, HOME="/root", SSL_CERT_FILE=CA, REQUESTS_CA_BUNDLE=CA, PIP_CERT=CA,
+ENV = dict(CLEAN_ENV, HOME="/root", SSL_CERT_FILE=CA, REQUESTS_CA_BUNDLE=CA, PIP_CERT=CA,
            PIP_DISABLE_PIP_VERSION_CHECK="1")
 
 
-def inside(root: rootfs.BuildRoot, argv: list[str]) -> float:
+def inside(root: BuildRoot, argv: list[str]) -> float:
     """Run argv in the rootfs; return wall seconds; stop with its output on failure."""
     started = time.monotonic()
     done = root.run(argv, env=ENV)
@@ -42,11 +45,11 @@ def inside(root: rootfs.BuildRoot, argv: list[str]) -> float:
     return seconds
 
 
-def env_mb(root: rootfs.BuildRoot, prefix: str) -> float:
-    return rootfs.tree_bytes(root.root / prefix.lstrip("/")) / 1e6
+def env_mb(root: BuildRoot, prefix: str) -> float:
+    return tree_bytes(root.root / prefix.lstrip("/")) / 1e6
 
 
-def installs(root: rootfs.BuildRoot, packages: list[str]) -> dict[str, dict[str, float]]:
+def installs(root: BuildRoot, packages: list[str]) -> dict[str, dict[str, float]]:
     inside(root, ["python3", "-m", "venv", TOOLS])
     inside(root, [f"{TOOLS}/bin/pip", "install", "--quiet", "--no-cache-dir", "uv"])
     uv = f"{TOOLS}/bin/uv"
@@ -68,24 +71,24 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="base rootfs cache folder")
     parser.add_argument("--packages", nargs="+", default=list(PACKAGES), help="what to install")
     args = parser.parse_args()
-    ok, why = rootfs.sandbox_supported()
+    ok, why = sandbox_supported()
     if not ok:
         raise SystemExit(f"cannot run the benchmark: {why}")
     with tempfile.TemporaryDirectory(prefix="if-bench-", dir="/var/tmp") as tmp:
         work = Path(tmp)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "key")], check=True)
-        with rootfs.BuildRoot(args.cache, work / "build", login_user="bench",
+        with BuildRoot(args.cache, work / "build", login_user="bench",
                               authorized_key=(work / "key.pub").read_text()) as root:
             results = installs(root, args.packages)
         started = time.monotonic()
-        info = rootfs.pack(root.root, work / "image.tar.zst")
+        info = pack(root.root, work / "image.tar.zst")
         pack_seconds = time.monotonic() - started
-        rootfs.remove_tree(root.root)
+        remove_tree(root.root)
     report(args.packages, results, info, pack_seconds)
     return 0
 
 
-def report(packages: list[str], results: dict[str, dict[str, float]], info: rootfs.PackInfo,
+def report(packages: list[str], results: dict[str, dict[str, float]], info: PackInfo,
            pack_seconds: float) -> None:
     print(f"packages: {' '.join(packages)} (no cache, fresh venv each, Debian bookworm rootfs, Python 3.11)")
     for name, r in results.items():

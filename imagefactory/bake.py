@@ -20,11 +20,11 @@ from typing import Any
 
 from imagefactory import __version__, catalog
 from imagefactory.bases import BASES
+from imagefactory.build_machine import check_sandbox_needs, pack_image, plan, sandbox_machine
 from imagefactory.catalog import Build
 from imagefactory.checkouts import checkout
 from imagefactory.cloud import images
 from imagefactory.cloud.target import SANDBOX_NOTICE, Target, check_regions, choose_target, open_target, python_default
-from imagefactory.dataplane import check_sandbox_needs, pack_image, plan, sandbox_machine
 from imagefactory.errors import BakeInterrupted, FactoryError, PackerError, ResolveError
 from imagefactory.home import Home
 from imagefactory.packer import Packer, find_packer
@@ -93,6 +93,9 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
         packer = find_packer()
     if target.sandbox:
         progress(SANDBOX_NOTICE.format(endpoint=target.endpoint, catalog=home.catalog_path("sandbox")))
+        from imagefactory.sandbox.leftovers import report
+
+        report(home, progress)  # what crashed builds left, and the command that removes it
     else:
         progress(f"AWS: account {target.account}; results go to {home.catalog_path('aws')}")
     if opts.regions:
@@ -246,7 +249,7 @@ class _Job:
 def _sandbox_supported(target: Target) -> tuple[bool, str]:
     if not target.sandbox:
         return True, "aws"
-    from imagefactory.sandbox.rootfs import sandbox_supported
+    from imagefactory.sandbox.host import sandbox_supported
 
     return sandbox_supported()
 

@@ -227,7 +227,7 @@ def preflight(recipe: Recipe, *, target: str, probe: Probe | None = None,
     """
     if target != "sandbox":
         return []
-    from imagefactory.sandbox.rootfs import SANDBOX_PYTHON
+    from imagefactory.sandbox.base import SANDBOX_PYTHON
 
     probe = probe or url_answers
     env, problems = recipe.environment, []

@@ -5,25 +5,34 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import MakeRepo, run_cli
+from isolation_probe import ALL_REFUSED, plant
 
 from imagefactory import catalog
-from imagefactory.dataplane import image_path
 from imagefactory.home import Home
-from imagefactory.sandbox.rootfs import remove_tree, unpack
+from imagefactory.sandbox.archive import image_path, unpack
+from imagefactory.sandbox.teardown import remove_tree
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello-binder"
 FAKE_KEY_ID = "AKIA" + "Q7RZ2XJ4WN5KTB3M"  # shaped like an access key id; assembled so no scanner flags this file
 
 
 @pytest.fixture(scope="module")
-def example_bake(example_home: Home) -> dict:
-    done = run_cli(example_home, "bake", "--repo", str(EXAMPLE), "--json", check=True, timeout=900)
-    return {"result": json.loads(done.stdout), "stderr": done.stderr}
+def example_bake(example_home: Home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The bundled example with an isolation probe as its postBuild (tests/isolation_probe.py), baked once."""
+    repo = tmp_path_factory.mktemp("example") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, repo)
+    witness = plant(repo, tmp_path_factory.mktemp("host"))
+    try:
+        done = run_cli(example_home, "bake", "--repo", str(repo), "--json", check=True, timeout=900)
+        yield {"result": json.loads(done.stdout), "stderr": done.stderr, "witness": witness}
+    finally:
+        witness.close()
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +60,15 @@ def test_example_bake_provisions_for_real_and_records_the_manifest(example_bake:
     assert not (Path(result["build_dir"]) / "rootfs").exists(), "the unpacked tree is removed after packing"
     mounts = Path("/proc/mounts").read_text()
     assert str(example_home.root) not in mounts
+
+
+def test_a_repositorys_post_build_cannot_touch_the_host(example_bake: dict) -> None:
+    """The probe ran as the repo's postBuild (with sudo): no host device, no /sys or /proc/sys write, no
+    signal to a host process, no write through /proc/1/root, no mount, no way into PID 1's namespaces."""
+    log = (Path(example_bake["result"]["build_dir"]) / "packer.log").read_text()
+    assert "isolation probe: refused: signal host process" in log
+    assert ALL_REFUSED in log and "ESCAPED" not in log
+    example_bake["witness"].assert_host_unchanged()
 
 
 def test_packed_image_holds_the_image_contract(example_image: Path, example_bake: dict) -> None:

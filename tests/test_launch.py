@@ -17,12 +17,10 @@ import queue
 import signal
 import socket
 import stat
-import struct
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,12 +28,16 @@ from typing import Any
 import boto3
 import pytest
 import requests
+import websocket
 from conftest import cli_env, new_home, run_cli, stop_emulator
+from jupyter_client.session import Session
 
 from imagefactory import catalog
 from imagefactory.catalog import Build
 from imagefactory.home import Home
 from imagefactory.sandbox.emulator import ensure_up, sandbox_credentials
+from imagefactory.sandbox.leftovers import sandbox_processes
+from imagefactory.sandbox.teardown import processes_in
 
 BUILD_ID = "20261127-120000-beef"
 TASKS = ("launch", "connect", "instances", "stop", "start", "terminate")
@@ -168,7 +170,10 @@ def test_second_launch_reuses_key_and_group_and_lifecycle_works(aws: AwsHome) ->
     assert "--yes" in last_error(aws.cli("terminate", iid))  # no terminal to confirm on: refused
     assert json.loads(aws.cli("terminate", iid, "--yes", "--json").stdout)["state"] in ("shutting-down", "terminated")
     assert {r["id"] for r in json.loads(aws.cli("instances", "--json").stdout)} == {second["instance_id"]}
-    assert "2 instances" not in aws.cli("stop", "demo").stderr  # the one live instance of 'demo'
+    by_name = aws.cli("stop", "demo", "--json")  # the name picks the one live instance of 'demo'
+    assert by_name.returncode == 0, by_name.stderr
+    assert json.loads(by_name.stdout)["id"] == second["instance_id"]
+    assert json.loads(by_name.stdout)["state"] in ("stopping", "stopped")
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -216,7 +221,7 @@ def _assert_nothing_made(aws: AwsHome) -> None:
         assert live(aws, region) == []
         assert ec2.describe_key_pairs()["KeyPairs"] == []
         assert [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]] == ["default"]
-    assert not list((aws.home.root / ".ssh").glob("*.pem")) if (aws.home.root / ".ssh").exists() else True
+    assert list((aws.home.root / ".ssh").glob("*.pem")) == []  # (a folder that does not exist holds none)
 
 
 def test_the_tasks_have_help_for_every_option() -> None:
@@ -259,9 +264,9 @@ def packed_build(h: Home) -> str:
 @pytest.fixture(scope="module")
 def lab(example_home: Home) -> Iterator[dict[str, Any]]:
     """The example baked in the sandbox and launched as a local instance; removed (and checked) after."""
-    from imagefactory.sandbox import rootfs
+    from imagefactory.sandbox.host import sandbox_supported
 
-    ok, why = rootfs.sandbox_supported()
+    ok, why = sandbox_supported()
     assert ok, f"the sandbox launch tests need a machine that can run the rootfs: {why}"
     packed_build(example_home)
     started = time.monotonic()
@@ -276,7 +281,6 @@ def lab(example_home: Home) -> Iterator[dict[str, Any]]:
 
 def _remove_local_instances(h: Home) -> None:
     from imagefactory.sandbox import instances as local
-    from imagefactory.sandbox import rootfs
 
     records = [r.stem for r in (h.sandbox_dir / "instances").glob("i-*.json")]
     if records:  # terminate in the emulator too, so later tests in this home see no live leftovers
@@ -284,7 +288,7 @@ def _remove_local_instances(h: Home) -> None:
         ec2.terminate_instances(InstanceIds=records)
     for instance_id in records:
         local.remove(h, instance_id)
-    assert rootfs.processes_in(h.sandbox_dir) == []
+    assert sandbox_processes(h) == []
     assert _strays(h) == [], "processes left behind"
 
 
@@ -344,97 +348,42 @@ class Connected:
 
 
 def run_cell(c: Connected, kernel: str, code: str) -> str:
-    """Start a kernel through the REST API and run `code` over the kernel websocket; returns its stdout."""
+    """Start a kernel through the REST API and run `code` over its websocket channels; returns its stdout.
+
+    The messages are jupyter_client's (`Session`), the transport is websocket-client: a Jupyter
+    Server's kernels are reached over REST + websocket, which jupyter_client's own (ZMQ) clients do not
+    speak."""
+    auth = {"Authorization": f"token {c.token}"}
     started = requests.post(c.base + "/api/kernels", json={"name": kernel}, timeout=60, proxies={"http": ""},
-                            headers={"Authorization": f"token {c.token}"}).json()
-    port = int(c.base.rsplit(":", 1)[1])
-    ws = WebSocket(port, f"/api/kernels/{started['id']}/channels?session_id={uuid.uuid4().hex}",
-                   {"Authorization": f"token {c.token}"})
-    msg_id = uuid.uuid4().hex
-    ws.send(json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
-                   "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True}}))
-    out, replied, idle, deadline = [], False, False, time.monotonic() + 120
-    while not (replied and idle) and time.monotonic() < deadline:  # shell reply and iopub idle: both seen
-        msg = json.loads(ws.recv())
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "stream":
-            out.append(content["text"])
-        elif kind == "error":
-            raise AssertionError(f"the cell failed: {content['ename']}: {content['evalue']}")
-        elif kind == "execute_reply":
-            assert content["status"] == "ok"
-            replied = True
-        elif kind == "status" and content["execution_state"] == "idle":
-            idle = True
-    ws.close()
-    requests.delete(c.base + f"/api/kernels/{started['id']}", headers={"Authorization": f"token {c.token}"},
-                    timeout=30, proxies={"http": ""})
-    return "".join(out)
-
-
-class WebSocket:
-    """Just enough of RFC 6455 for the kernel channels: handshake, masked text frames out, frames in."""
-
-    def __init__(self, port: int, path: str, headers: dict[str, str]) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
-                 f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-                 *(f"{k}: {v}" for k, v in headers.items())]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        reply = b""
-        while b"\r\n\r\n" not in reply:
-            reply += self.sock.recv(4096)
-        head, _, self.buffer = reply.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head[:200]
-
-    def send(self, text: str, opcode: int = 1) -> None:
-        data, mask = text.encode(), os.urandom(4)
-        size = len(data)
-        header = bytes([0x80 | opcode]) + (bytes([0x80 | size]) if size < 126 else
-                                           bytes([0x80 | 126]) + struct.pack(">H", size) if size < 65536 else
-                                           bytes([0x80 | 127]) + struct.pack(">Q", size))
-        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("websocket closed")
-            self.buffer += chunk
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-    def recv(self) -> str:
-        message = b""
-        while True:
-            first, second = self._take(2)
-            size = second & 0x7F
-            if size == 126:
-                size = struct.unpack(">H", self._take(2))[0]
-            elif size == 127:
-                size = struct.unpack(">Q", self._take(8))[0]
-            payload = self._take(size)
-            opcode = first & 0x0F
-            if opcode == 9:  # ping
-                self.send(payload.decode(errors="replace"), opcode=10)
+                            headers=auth).json()
+    session = Session(username="test")
+    ws = websocket.create_connection(
+        c.base.replace("http://", "ws://") + f"/api/kernels/{started['id']}/channels?session_id={session.session}",
+        header=auth, timeout=120, http_proxy_host=None, suppress_origin=True)
+    try:
+        request = session.msg("execute_request", {"code": code, "silent": False, "store_history": False,
+                                                  "user_expressions": {}, "allow_stdin": False,
+                                                  "stop_on_error": True})
+        ws.send(json.dumps({**request, "channel": "shell", "buffers": []}, default=str))
+        out, replied, idle = [], False, False
+        while not (replied and idle):  # the shell reply and iopub's idle: both seen (recv times out at 120 s)
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != request["header"]["msg_id"]:
                 continue
-            if opcode == 8:
-                raise ConnectionError("websocket closed by the server")
-            message += payload
-            if first & 0x80:
-                return message.decode()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.send("", opcode=8)
-        self.sock.close()
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind == "error":
+                raise AssertionError(f"the cell failed: {content['ename']}: {content['evalue']}")
+            elif kind == "execute_reply":
+                assert content["status"] == "ok"
+                replied = True
+            elif kind == "status" and content["execution_state"] == "idle":
+                idle = True
+    finally:
+        ws.close()
+        requests.delete(c.base + f"/api/kernels/{started['id']}", headers=auth, timeout=30, proxies={"http": ""})
+    return "".join(out)
 
 
 def listening(port: int) -> set[str]:
@@ -460,8 +409,6 @@ def test_sandbox_down_refuses_while_a_local_instance_runs(lab: dict[str, Any], e
 
 
 def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, Any], example_home: Home) -> None:
-    from imagefactory.sandbox import rootfs
-
     iid, h = lab["instance_id"], example_home
     assert lab["target"] == "sandbox" and lab["host"] == "127.0.0.1" and lab["cidr"] == "127.0.0.1/32"
     pem = Path(lab["key_path"])
@@ -488,16 +435,21 @@ def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, A
     _record_timing(reached, lab["seconds"])
     root = h.sandbox_dir / "instances" / iid
     assert json.loads(cli(h, "stop", iid, "--json", check=True).stdout)["state"] in ("stopping", "stopped")
-    assert rootfs.processes_in(root) == [] and (root / "etc/imagefactory/autostop-minutes").read_text() == "60\n"
+    assert processes_in(root) == [] and (root / "etc/imagefactory/autostop-minutes").read_text() == "60\n"
     assert json.loads(cli(h, "start", iid, "--json", check=True).stdout)["state"] == "running"
     c = Connected(h, iid, port)
     try:
         assert c.get("/api/status").status_code == 200
     finally:
         assert c.close() == 0
+    # the emulator restarts with the instance still known: no disk is left that no command can reach
+    assert "sandbox emulator stopped" in cli(h, "sandbox.down", "--force", check=True).stdout
+    assert sandbox_processes(h) == [] and root.is_dir()
+    listed = {r["id"]: r["state"] for r in json.loads(cli(h, "instances", "--json", check=True).stdout)}
+    assert listed[iid] == "stopped", "its processes were ended: the emulator says so"
     assert json.loads(cli(h, "terminate", iid, "--yes", "--json", check=True).stdout)["state"] in (
         "shutting-down", "terminated")
-    assert not root.exists() and rootfs.processes_in(h.sandbox_dir) == []
+    assert not root.exists() and sandbox_processes(h) == []
 
 
 def test_ctrl_c_during_a_sandbox_launch_removes_the_instance(example_home: Home, lab: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
-"""The sandbox rootfs for real: debootstrap base (cached per machine), BuildRoot's sshd and cleanup, and
-the provisioning scripts run over SSH exactly as the Packer template runs them.
+"""The sandbox rootfs for real: debootstrap base (cached per machine), BuildRoot's sshd in its container
+and cleanup, and the provisioning scripts run over SSH exactly as the Packer template runs them.
 
 Needs root, debootstrap and PyPI. The base rootfs is cached where bakes cache it
 (`imagefactory.home.rootfs_cache_dir()`), so debootstrap runs once per machine.
@@ -21,17 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from isolation_probe import ALL_REFUSED, plant
 
 from imagefactory import provision
 from imagefactory.home import rootfs_cache_dir
 from imagefactory.recipe.model import Environment, Jupyter, PostBuild, PythonSpec, Recipe, Source
-from imagefactory.sandbox import rootfs
+from imagefactory.sandbox import base, host
+from imagefactory.sandbox.archive import pack, unpack
+from imagefactory.sandbox.buildroot import BuildRoot
+from imagefactory.sandbox.teardown import processes_in, remove_tree
 
 CACHE = rootfs_cache_dir()
 USER = "ubuntu"
 HOSTILE_URL = "https://example.invalid/a'b\"c$(touch /tmp/if-pwned)`touch /tmp/if-pwned2`\nx.git"
 
-supported, why = rootfs.sandbox_supported()
+supported, why = host.sandbox_supported()
 
 
 def require_sandbox() -> None:
@@ -45,20 +49,15 @@ def test_pick_mirror_reads_deb822_and_one_line_sources() -> None:
     deb822 = ("Types: deb\n# http://snapshot.debian.org/x\nURIs: http://mirror.example/debian\n"
               "Suites: bookworm bookworm-updates\nComponents: main\n\n"
               "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n")
-    assert rootfs.pick_mirror([deb822]) == "http://mirror.example/debian"
+    assert base.pick_mirror([deb822]) == "http://mirror.example/debian"
     one_line = "deb [arch=amd64] https://m.example/debian bookworm main\n"
-    assert rootfs.pick_mirror(["deb https://x.example/ubuntu jammy main\n", one_line]) == "https://m.example/debian"
-    assert rootfs.pick_mirror(["deb http://m.example/debian trixie main\n"]) == rootfs.DEFAULT_MIRROR
+    assert base.pick_mirror(["deb https://x.example/ubuntu jammy main\n", one_line]) == "https://m.example/debian"
+    assert base.pick_mirror(["deb http://m.example/debian trixie main\n"]) == base.DEFAULT_MIRROR
 
 
 def test_split_pem_finds_each_certificate() -> None:
     cert = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----"
-    assert rootfs.split_pem(f"junk\n{cert}\n\n{cert}  \n") == [cert + "\n", cert + "\n"]
-
-
-def test_mount_plan_covers_kernel_filesystems() -> None:
-    targets = [args[-1] for args in rootfs.mount_plan("/r")]
-    assert targets == ["/r/proc", "/r/sys", "/r/dev", "/r/dev/pts", "/r/dev/shm", "/r/run"]
+    assert host.split_pem(f"junk\n{cert}\n\n{cert}  \n") == [cert + "\n", cert + "\n"]
 
 
 def test_pack_and_unpack_round_trip(tmp_path: Path) -> None:
@@ -67,9 +66,9 @@ def test_pack_and_unpack_round_trip(tmp_path: Path) -> None:
     (tree / "etc/a").write_text("hello\n")
     (tree / "etc/link").symlink_to("a")
     os.chmod(tree / "etc/a", 0o640)
-    info = rootfs.pack(tree, tmp_path / "out/img.tar.zst")
+    info = pack(tree, tmp_path / "out/img.tar.zst")
     assert info.path.is_file() and info.packed_bytes > 0 and info.unpacked_bytes == 6 + 1
-    rootfs.unpack(info.path, tmp_path / "back")
+    unpack(info.path, tmp_path / "back")
     assert (tmp_path / "back/etc/a").read_text() == "hello\n"
     assert os.readlink(tmp_path / "back/etc/link") == "a"
     assert (tmp_path / "back/etc/a").stat().st_mode & 0o777 == 0o640
@@ -122,29 +121,46 @@ def keypair(tmp: Path) -> tuple[Path, str]:
 
 
 def assert_quiet(root: Path) -> None:
-    assert rootfs.processes_in(root) == []
+    assert processes_in(root) == []
     with open("/proc/mounts", encoding="utf-8") as fh:
         assert str(root) not in fh.read()
 
 
 # ------------------------------------------------------------------------------- BuildRoot itself
 
-def test_buildroot_serves_ssh_and_cleans_up(tmp_path: Path) -> None:
+def test_buildroot_serves_ssh_in_a_container_and_cleans_up(tmp_path: Path) -> None:
     require_sandbox()
     key, pub = keypair(tmp_path)
     ssh = Ssh(0, key, tmp_path / "ctl")
-    with rootfs.BuildRoot(CACHE, tmp_path / "work", login_user=USER, authorized_key=pub) as root:
-        ssh.port = root.port
-        done = ssh.run("true && sudo -n id -u && test -s /etc/ssl/certs/ca-certificates.crt")
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "0"
-        assert rootfs.processes_in(root.root), "sshd runs inside the rootfs"
-        assert root.run(["test", "-d", "/proc/self"]).returncode == 0
-        ssh.close()
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    witness = plant(probe, tmp_path)
+    try:
+        with BuildRoot(CACHE, tmp_path / "work", login_user=USER, authorized_key=pub) as root:
+            ssh.port = root.port
+            done = ssh.run("true && sudo -n id -u && test -s /etc/ssl/certs/ca-certificates.crt")
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.strip() == "0"
+            assert processes_in(root.root), "sshd runs inside the rootfs"
+            assert root.run(["test", "-d", "/proc/self"]).returncode == 0
+            ssh.upload(probe, "/tmp/probe")
+            over_ssh = ssh.run("cd /tmp/probe && bash postBuild")  # as Packer's postBuild stage runs it
+            assert over_ssh.returncode == 0 and ALL_REFUSED in over_ssh.stdout, over_ssh.stdout + over_ssh.stderr
+            as_root = root.run(["bash", "-c", "cd /tmp/probe && bash postBuild"])  # the host's way in
+            assert as_root.returncode == 0 and ALL_REFUSED in as_root.stdout, as_root.stdout + as_root.stderr
+            caps = root.run(["grep", "CapBnd", "/proc/self/status"]).stdout.split()[1]
+            assert int(caps, 16) & (1 << 21) == 0, "CAP_SYS_ADMIN is not in the bounding set"
+            devices = root.run(["ls", "/dev"]).stdout.split()
+            assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm"} <= set(devices)
+            assert not [d for d in devices if d.startswith(("sd", "vd", "nvme", "loop", "xvd"))], devices
+            ssh.close()
+        witness.assert_host_unchanged()
+    finally:
+        witness.close()
     assert_quiet(root.root)
     assert (root.root / "etc/os-release").is_file(), "the tree stays for packing"
-    rootfs.remove_tree(root.root)
-    with pytest.raises(KeyboardInterrupt), rootfs.BuildRoot(CACHE, tmp_path / "w2", login_user=USER,
+    remove_tree(root.root)
+    with pytest.raises(KeyboardInterrupt), BuildRoot(CACHE, tmp_path / "w2", login_user=USER,
                                                             authorized_key=pub) as root2:
         raise KeyboardInterrupt
     assert_quiet(root2.root)
@@ -154,8 +170,8 @@ def test_buildroot_serves_ssh_and_cleans_up(tmp_path: Path) -> None:
 def test_buildroot_cleans_up_on_sigterm(tmp_path: Path) -> None:
     require_sandbox()
     _, pub = keypair(tmp_path)
-    program = ("import sys, time; from pathlib import Path; from imagefactory.sandbox import rootfs\n"
-               f"with rootfs.BuildRoot(Path({str(CACHE)!r}), Path({str(tmp_path / 'w')!r}), "
+    program = ("import sys, time; from pathlib import Path; from imagefactory.sandbox.buildroot import BuildRoot\n"
+               f"with BuildRoot(Path({str(CACHE)!r}), Path({str(tmp_path / 'w')!r}), "
                f"login_user='ubuntu', authorized_key={pub!r}):\n"
                "    print('up', flush=True); time.sleep(120)\n")
     child = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True,
@@ -242,7 +258,7 @@ def failure_cases(ssh: Ssh, tmp: Path) -> dict[str, str]:
     return failures
 
 
-def service_start(root: rootfs.BuildRoot, files: dict[str, str]) -> str:
+def service_start(root: BuildRoot, files: dict[str, str]) -> str:
     """Start JupyterLab as systemd would at boot: the unit's ExecStartPre and ExecStart, its User= and
     EnvironmentFile; check it answers with the token the token maker wrote; stop it; drop the token."""
     env = dict(line.split("=", 1) for line in files["env"].splitlines())
@@ -288,7 +304,7 @@ print(seen)
 """
 
 
-def idle_minutes(root: rootfs.BuildRoot) -> str:
+def idle_minutes(root: BuildRoot) -> str:
     """The installed idle check's limit, on the image's python3: baked only, launch 0, launch 20. It
     only reads settings (in a temporary folder): nothing here can power anything off."""
     done = root.run(["python3", "-c", IDLE_MINUTES], timeout=60)
@@ -306,12 +322,12 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
         "tiny/__init__.py": "VALUE = 1\n",
     })
     (tmp / "pwned-check").mkdir()
-    port = rootfs.free_port()
+    port = host.free_port()
     recipe = example_recipe(HOSTILE_URL, commit, post_build=(PostBuild("postBuild", run=True),), port=port)
     provision_dir = stage_dir(tmp, "build", recipe, repo)
     before, after = provision.stage_scripts()
     key, pub = keypair(tmp)
-    with rootfs.BuildRoot(CACHE, tmp / "work", login_user=USER, authorized_key=pub) as root:
+    with BuildRoot(CACHE, tmp / "work", login_user=USER, authorized_key=pub) as root:
         ssh = Ssh(root.port, key, tmp / "ctl")
         started = time.monotonic()
         outputs: dict[str, str] = {}
@@ -348,7 +364,7 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
         failures = failure_cases(ssh, tmp)
         ssh.close()
     assert_quiet(root.root)
-    rootfs.remove_tree(root.root)
+    remove_tree(root.root)
     yield Provisioned(port, outputs, json.loads((tmp / "manifest.json").read_text()), files, failures, seconds)
 
 
@@ -433,70 +449,3 @@ def test_planted_aws_key_stops_the_bake_naming_the_file(provisioned: Provisioned
     assert not out.startswith("rc=0")
     assert "SECRET /home/ubuntu/tiny/notes/creds.ini: AWS access key ID" in out
     assert "IOSFODNN7EXAMPLE" not in out, "the secret itself is never printed"
-
-
-
-# ---------------------------------------------------------------- the contract, driven by Packer
-
-PACKER_HCL = """
-variable "port" { type = number }
-variable "key" { type = string }
-variable "provision_scripts" { type = list(string) }
-variable "cleanup_scripts" { type = list(string) }
-source "null" "sandbox" {
-  communicator         = "ssh"
-  ssh_host             = "127.0.0.1"
-  ssh_port             = var.port
-  ssh_username         = "ubuntu"
-  ssh_private_key_file = var.key
-}
-build {
-  sources = ["source.null.sandbox"]
-  provisioner "file" {
-    source      = "${path.root}/provision"
-    destination = "/tmp/imagefactory"
-  }
-  provisioner "shell" {
-    scripts         = var.provision_scripts
-    execute_command = "EXECUTE_COMMAND"
-  }
-  provisioner "file" {
-    direction   = "download"
-    source      = "/etc/imagefactory/manifest.json"
-    destination = "${path.root}/image-manifest.json"
-  }
-  provisioner "shell" {
-    scripts         = var.cleanup_scripts
-    execute_command = "EXECUTE_COMMAND"
-  }
-}
-"""
-
-
-@pytest.mark.network
-def test_packer_runs_the_contract(tmp_path: Path) -> None:
-    """Packer itself (null builder, SSH to a build root) uploads, runs, downloads, cleans up."""
-    require_sandbox()
-    repo = tmp_path / "repo"
-    commit = example_repo(repo, {"requirements.txt": "six\n"})
-    recipe = example_recipe(str(repo), commit, port=rootfs.free_port())
-    build_dir = stage_dir(tmp_path, "build", recipe, repo, autostop=None).parent
-    (build_dir / "build.pkr.hcl").write_text(PACKER_HCL.replace("EXECUTE_COMMAND", provision.EXECUTE_COMMAND))
-    before, after = provision.stage_scripts()
-    key, pub = keypair(tmp_path)
-    (build_dir / "vars.auto.pkrvars.json").write_text(json.dumps({
-        "key": str(key), "provision_scripts": [str(p) for p in before], "cleanup_scripts": [str(p) for p in after]}))
-    with rootfs.BuildRoot(CACHE, tmp_path / "work", login_user=USER, authorized_key=pub) as root:
-        done = subprocess.run(["packer", "build", "-color=false", "-var", f"port={root.port}", "."], cwd=build_dir,
-                              capture_output=True, text=True, timeout=900, check=False)
-        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-        assert not (root.root / "tmp/imagefactory").exists()
-        # baked without auto-stop, the idle timer is still there: the launch's setting decides
-        assert (root.root / "etc/systemd/system/timers.target.wants/imagefactory-idle.timer").is_symlink()
-        assert "IF_IDLE_MINUTES" not in (root.root / "etc/imagefactory/jupyter.env").read_text()
-        assert idle_minutes(root) == "[0, 0, 20]"
-    assert_quiet(root.root)
-    rootfs.remove_tree(root.root)
-    manifest = json.loads((build_dir / "image-manifest.json").read_text())
-    assert manifest["repo"]["commit"] == commit and manifest["autostop_minutes"] is None
-    assert "smoke test passed" in done.stdout and "0 finding(s)" in done.stdout

@@ -108,7 +108,7 @@ def test_start_reuse_status_down(state_dir: Path) -> None:
     assert info.endpoint == f"http://127.0.0.1:{info.port}"
     assert _pid_alive(info.pid)
     assert _listens_on_loopback_only(info.port)
-    assert {"server.json", "server.log", "lock"} <= {p.name for p in state_dir.iterdir()}
+    assert {"server.json", "server.log", "server.lock"} <= {p.name for p in state_dir.iterdir()}
 
     again = ensure_up(state_dir)
     assert (again.pid, again.port, again.reused) == (info.pid, info.port, True)
@@ -241,7 +241,43 @@ def _make_things(info: EmulatorInfo) -> dict[str, str]:
     _client(info, "ssm", "us-east-2").put_parameter(
         Name="/imagefactory/demo/latest", Value=image, Type="String", DataType="aws:ec2:image"
     )
-    return {"base": base, "image": image, "copy": copy, "gone": gone, "snapshot": snapshot}
+    group = west.create_security_group(GroupName="imagefactory-lab", Description="ssh from one address")["GroupId"]
+    west.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "198.51.100.7/32"}]}])
+    west.import_key_pair(KeyName="lab-key", PublicKeyMaterial=_public_key().encode())
+    launched = {}
+    for name, spot in (("running", False), ("stopped", True), ("terminated", False)):
+        args: dict[str, Any] = {"InstanceMarketOptions": {"MarketType": "spot"}} if spot else {}
+        launched[name] = west.run_instances(  # what `launch` asks for
+            ImageId=copy, InstanceType="t3.medium", MinCount=1, MaxCount=1, KeyName="lab-key",
+            SecurityGroupIds=[group], UserData="#cloud-config\n", InstanceInitiatedShutdownBehavior="stop",
+            MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
+            BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 20, "VolumeType": "gp3",
+                                                                    "Encrypted": True, "DeleteOnTermination": True}}],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "imagefactory:image", "Value": name}]}],
+            **args)["Instances"][0]["InstanceId"]
+    west.stop_instances(InstanceIds=[launched["stopped"]])
+    west.terminate_instances(InstanceIds=[launched["terminated"]])
+    return {"base": base, "image": image, "copy": copy, "gone": gone, "snapshot": snapshot, "group": group,
+            **{f"instance-{k}": v for k, v in launched.items()}}
+
+
+def _instances(ec2: Any) -> list[dict[str, Any]]:
+    """The launched instances as `invoke instances` and `launch` read them (volume ids are new on a restart)."""
+    found = []
+    for reservation in ec2.describe_instances()["Reservations"]:
+        for i in reservation["Instances"]:
+            volumes = [m["Ebs"]["VolumeId"] for m in i.get("BlockDeviceMappings", [])]
+            found.append({
+                **{k: i.get(k) for k in ("InstanceId", "ImageId", "InstanceType", "KeyName", "LaunchTime",
+                                         "InstanceLifecycle", "Tags")},
+                "state": i["State"]["Name"], "zone": i["Placement"]["AvailabilityZone"],
+                "groups": i["SecurityGroups"], "tokens": i["MetadataOptions"]["HttpTokens"],
+                "volumes": [(v["Size"], v["Encrypted"]) for v in ec2.describe_volumes(VolumeIds=volumes)["Volumes"]],
+                "user_data": ec2.describe_instance_attribute(InstanceId=i["InstanceId"], Attribute="userData")[
+                    "UserData"],
+            })
+    return sorted(found, key=lambda i: i["InstanceId"])
 
 
 def _observe(info: EmulatorInfo, ids: dict[str, str]) -> dict[str, Any]:
@@ -260,6 +296,9 @@ def _observe(info: EmulatorInfo, ids: dict[str, str]) -> dict[str, Any]:
         ],
         "keys": east.describe_key_pairs(IncludePublicKey=True)["KeyPairs"],
         "parameter": _client(info, "ssm", "us-east-2").get_parameter(Name="/imagefactory/demo/latest")["Parameter"],
+        "groups": sorted((g["GroupId"], g["GroupName"], g["Description"], str(g["IpPermissions"]))
+                         for g in west.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"),
+        "instances": _instances(west),
     }
 
 
@@ -277,7 +316,11 @@ def test_state_persists_across_restart(state_dir: Path) -> None:
     assert second.pid != first.pid and not second.reused
     after = _observe(second, ids)
 
-    assert after == before
+    kept = [i for i in before["instances"] if i["InstanceId"] != ids["instance-terminated"]]
+    assert [(i["InstanceId"], i["state"]) for i in kept] == sorted([(ids["instance-running"], "running"),
+                                                                    (ids["instance-stopped"], "stopped")])
+    assert before["groups"][0][0] == ids["group"] and "198.51.100.7/32" in before["groups"][0][3]
+    assert after == {**before, "instances": kept}
     assert after["base"] == ids["base"]
     images = {image["ImageId"]: image for image in after["images"]}
     assert images[ids["image"]]["Tags"] == [{"Key": "imagefactory:recipe", "Value": "demo"}]

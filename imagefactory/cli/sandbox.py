@@ -30,11 +30,12 @@ def status(c: Any, json: bool = False) -> None:
         render(_described(info, f"sandbox emulator running: {info.endpoint} (pid {info.pid})"), json)
 
 
-@task(help={"force": "Stop running sandbox instances' processes first (their disks are kept)", "json": JSON_HELP})
+@task(help={"force": "End sandbox instances' and builds' processes (disks kept); remove crashed builds' leftovers",
+            "json": JSON_HELP})
 def down(c: Any, force: bool = False, json: bool = False) -> None:
     """Stop the local EC2 emulator (its state is kept and restored on the next start)."""
     from imagefactory.sandbox.emulator import down as emulator_down
-    from imagefactory.sandbox.instances import stop_all_for_down
+    from imagefactory.sandbox.leftovers import stop_all_for_down
 
     where = home()
     stop_all_for_down(where, force=force, progress=say)

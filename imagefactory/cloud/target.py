@@ -57,7 +57,7 @@ def python_default(kind: str) -> PythonDefault:
 
     if kind != "sandbox":
         return FACTORY_DEFAULT
-    from imagefactory.sandbox.rootfs import SANDBOX_PYTHON
+    from imagefactory.sandbox.base import SANDBOX_PYTHON
 
     return PythonDefault(SANDBOX_PYTHON, "the sandbox's own Python")
 

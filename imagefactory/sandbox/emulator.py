@@ -7,14 +7,14 @@ directory holds:
     server.json   pid and port of the running server (written by the server once it serves)
     server.log    its output (the previous run's in server.log.1)
     state.json    what users made in the sandbox, restored on the next start
-    lock          flock(2) taken while starting or stopping, so exactly one server starts
+    server.lock   the file lock (`imagefactory.files.locked`) held while starting or stopping, so exactly
+                  one server starts
 
 This module imports neither moto nor boto3: asking for the endpoint costs a file read and one HTTP probe.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -22,19 +22,20 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagefactory.errors import SandboxError
+from imagefactory.errors import FactoryError, SandboxError
+from imagefactory.files import locked
+from imagefactory.waiting import WaitTimeout, wait_for
 
 SANDBOX_ACCOUNT_ID = "123456789012"
 SERVER_FILE = "server.json"
 STATE_FILE = "state.json"
 LOG_FILE = "server.log"
-LOCK_FILE = "lock"
+LOCK_NAME = "server"  # the lock file is server.lock
 HEALTH_PATH = "/_imagefactory/health"
 SERVER_MARKER = "imagefactory-sandbox"
 _SERVER_MODULE = "imagefactory.sandbox.server"
@@ -106,41 +107,20 @@ def down(state_dir: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- pieces
-@contextmanager
-def _locked(state_dir: Path, deadline: float) -> Iterator[None]:
+def _locked(state_dir: Path, deadline: float) -> AbstractContextManager[None]:
     """Hold the state directory's lock; waits for another starter/stopper, at most until `deadline`."""
-    with open(state_dir / LOCK_FILE, "a+b") as f:
-        while not _try_lock(f.fileno()):
-            if time.monotonic() > deadline:
-                raise SandboxError(
-                    f"another process holds {state_dir / LOCK_FILE} (starting or stopping the emulator)",
-                    "wait for it to finish and retry",
-                )
-            time.sleep(_POLL)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+    return locked(state_dir / LOCK_NAME, timeout=max(0.0, deadline - time.monotonic()),
+                  what="the EC2 emulator (another process is starting or stopping it)")
 
 
 def _clean_stale(state_dir: Path) -> None:
     """Remove a stale server.json, unless someone is starting or stopping a server right now."""
-    with open(state_dir / LOCK_FILE, "a+b") as f:
-        if not _try_lock(f.fileno()):
-            return
-        try:
+    try:
+        with locked(state_dir / LOCK_NAME, timeout=0):
             if _running(state_dir) is None:
                 _unlink(state_dir / SERVER_FILE)
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    except FactoryError:
+        return
 
 
 def _read_server_file(state_dir: Path) -> dict[str, Any] | None:
@@ -210,10 +190,11 @@ def _answers(info: EmulatorInfo) -> bool:
 
 
 def _answers_until(info: EmulatorInfo, deadline: float) -> bool:
-    while not _answers(info):
-        if time.monotonic() > deadline or not _alive(info.pid):
-            return False
-        time.sleep(_POLL)
+    try:
+        wait_for(lambda: _answers(info), timeout=max(0.0, deadline - time.monotonic()), interval=_POLL,
+                 abort=lambda: None if _alive(info.pid) else "it exited", what="the emulator's health probe")
+    except WaitTimeout:
+        return False
     return True
 
 
@@ -249,20 +230,27 @@ def _start(state_dir: Path, deadline: float, timeout: float) -> EmulatorInfo:
     """Spawn a server and wait until it has written server.json and answers its health probe."""
     proc = _spawn(state_dir)
     log = state_dir / LOG_FILE
-    while time.monotonic() < deadline:
-        code = proc.poll()
-        if code is not None:
-            raise SandboxError(
-                f"the EC2 emulator exited with code {code} while starting: {_last_line(log)}", f"see {log}"
-            )
+
+    def ready() -> EmulatorInfo | None:
         data = _read_server_file(state_dir)
-        if data is not None and data["pid"] == proc.pid:
-            info = _info(state_dir, data, reused=False)
-            if _answers(info):
-                return info
-        time.sleep(_POLL)
-    _stop(proc.pid)
-    raise SandboxError(f"the EC2 emulator did not answer within {timeout:g} s", f"see {log}")
+        if data is None or data["pid"] != proc.pid:
+            return None
+        info = _info(state_dir, data, reused=False)
+        return info if _answers(info) else None
+
+    def exited() -> str | None:
+        code = proc.poll()
+        return None if code is None else f"exited with code {code} while starting: {_last_line(log)}"
+
+    try:
+        return wait_for(ready, timeout=max(0.0, deadline - time.monotonic()), interval=_POLL, abort=exited,
+                        what="the EC2 emulator")
+    except WaitTimeout as exc:
+        if proc.poll() is not None:
+            raise SandboxError(f"the EC2 emulator exited with code {proc.returncode} while starting: "
+                               f"{_last_line(log)}", f"see {log}") from None
+        _stop(proc.pid)
+        raise SandboxError(f"the EC2 emulator did not answer within {timeout:g} s", f"see {log}") from exc
 
 
 def _last_line(path: Path) -> str:
@@ -271,11 +259,10 @@ def _last_line(path: Path) -> str:
 
 
 def _wait_gone(pid: int, seconds: float) -> bool:
-    end = time.monotonic() + seconds
-    while _alive(pid):
-        if time.monotonic() > end:
-            return False
-        time.sleep(_POLL)
+    try:
+        wait_for(lambda: not _alive(pid), timeout=seconds, interval=_POLL, what=f"process {pid} to exit")
+    except WaitTimeout:
+        return False
     return True
 
 

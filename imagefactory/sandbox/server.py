@@ -5,8 +5,9 @@
 Started detached by `emulator.ensure_up`. At start it seeds Canonical's Ubuntu images into every region,
 restores `D/state.json`, binds 127.0.0.1, serves moto's `DomainDispatcherApplication` threaded (several
 Packer builds at once) and then writes `D/server.json` (pid, port) — so that file appearing means "ready".
-A WSGI middleware saves the state after every successful mutating EC2/SSM request (atomic write). SIGTERM
-or SIGINT: stop serving, save a last time, remove `server.json`, exit 0.
+A WSGI middleware saves the state after every successful mutating EC2/SSM request
+(`imagefactory.files.atomic_write`). SIGTERM or SIGINT: stop serving, save a last time, remove
+`server.json`, exit 0.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from imagefactory.files import atomic_write
 from imagefactory.sandbox.emulator import (
     HEALTH_PATH,
     SANDBOX_ACCOUNT_ID,
@@ -42,6 +44,9 @@ MUTATING_ACTIONS = frozenset(
         "CreateImage", "CopyImage", "RegisterImage", "DeregisterImage", "CreateTags", "DeleteTags",
         "ModifyImageAttribute", "ResetImageAttribute", "ImportKeyPair", "CreateKeyPair", "DeleteKeyPair",
         "ModifySnapshotAttribute", "ResetSnapshotAttribute", "DeleteSnapshot",
+        "RunInstances", "StartInstances", "StopInstances", "TerminateInstances", "RebootInstances",
+        "ModifyInstanceAttribute", "CreateSecurityGroup", "DeleteSecurityGroup",
+        "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress",
         "PutParameter", "DeleteParameter", "DeleteParameters", "LabelParameterVersion",
         "UnlabelParameterVersion", "AddTagsToResource", "RemoveTagsFromResource",
     }
@@ -51,22 +56,6 @@ RESET_PATH = "/moto-api/reset"
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write `text` so that readers see the old file or the new one, never a torn one (0600)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class StateStore:
@@ -79,12 +68,12 @@ class StateStore:
         self._last = ""
 
     def load(self) -> None:
-        from imagefactory.sandbox import seed
+        from imagefactory.sandbox import state
 
         if not self.path.exists():
             return
         text = self.path.read_text(encoding="utf-8")
-        seed.restore_state(SANDBOX_ACCOUNT_ID, json.loads(text))
+        state.restore_state(SANDBOX_ACCOUNT_ID, json.loads(text))
         self._last = self._render()
         log.info("restored sandbox state from %s", self.path)
 
@@ -94,14 +83,14 @@ class StateStore:
         self.seeded = seed.seed_canonical(SANDBOX_ACCOUNT_ID)
 
     def _render(self) -> str:
-        from imagefactory.sandbox import seed
+        from imagefactory.sandbox import state
 
-        return json.dumps(seed.dump_state(SANDBOX_ACCOUNT_ID, self.seeded), indent=1, sort_keys=True)
+        return json.dumps(state.dump_state(SANDBOX_ACCOUNT_ID, self.seeded), indent=1, sort_keys=True)
 
     def save(self) -> None:
         text = self._render()
         if text != self._last:
-            atomic_write(self.path, text)
+            atomic_write(self.path, text, mode=0o600)
             self._last = text
 
 
@@ -199,7 +188,7 @@ def _write_server_file(state_dir: Path, port: int) -> None:
         "endpoint": f"http://127.0.0.1:{port}",
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    atomic_write(state_dir / SERVER_FILE, json.dumps(info, indent=1) + "\n")
+    atomic_write(state_dir / SERVER_FILE, json.dumps(info, indent=1) + "\n", mode=0o600)
 
 
 def _remove_server_file(state_dir: Path) -> None:

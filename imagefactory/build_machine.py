@@ -1,9 +1,9 @@
-"""Where a build's provisioning runs, and how Packer gets there.
+"""The build machine: where a build's provisioning runs, and how Packer gets there.
 
 On AWS, Packer provisions the EC2 build instance over SSH with its own temporary key. In the sandbox,
 the emulator has no machines, so the build instance's SSH is a local Debian rootfs (`BuildRoot`) with
-sshd on a loopback port, reached with a key imported into the emulator: the *same* template and scripts
-run for real. `plan` decides (pure); `sandbox_machine` and `pack_image` do it.
+sshd on a loopback port inside a container (`sandbox.container`), reached with a key imported into the
+emulator: the *same* template and scripts run for real. `plan` decides (pure); `sandbox_machine` and `pack_image` do it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from imagefactory.errors import SandboxError
 from imagefactory.home import Home, rootfs_cache_dir
 from imagefactory.recipe.model import Recipe
 from imagefactory.render import SshEndpoint
+from imagefactory.sandbox.archive import image_path
 
 Progress = Callable[[str], None]
 
@@ -41,11 +42,6 @@ def plan(target_kind: str, *, api_only: bool, supported: tuple[bool, str]) -> Pl
     return Plan(True)
 
 
-def image_path(home: Home, build_id: str) -> Path:
-    """The packed root filesystem of a sandbox build: the content of every AMI tagged with its build id."""
-    return home.sandbox_dir / "images" / f"{build_id}.tar.zst"
-
-
 def _build_key(build_dir: Path) -> tuple[Path, str]:
     key = build_dir / "build-key"
     proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "imagefactory-build", "-f", str(key)], timeout=30)
@@ -61,12 +57,16 @@ def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Pa
     The build key is imported into the emulator (Packer launches the emulated instance with it) and
     removed afterwards; the rootfs's processes and mounts are gone when this exits, on any path.
     """
-    from imagefactory.sandbox.rootfs import BuildRoot
+    from imagefactory.sandbox import leftovers
+    from imagefactory.sandbox.buildroot import BuildRoot, record_owner
 
     build_dir.mkdir(parents=True, exist_ok=True)
     private_key, public_key = _build_key(build_dir)
-    keypair = f"imagefactory-build-{build_id}"
-    ec2 = target.client("ec2", recipe.image.regions[0])
+    keypair = f"{leftovers.BUILD_KEY_PREFIX}{build_id}"
+    region = recipe.image.regions[0]
+    ec2 = target.client("ec2", region)
+    record_owner(build_dir)
+    leftovers.record_cloud(build_dir, region=region, key_pair=keypair)  # found again if this process dies
     ec2.import_key_pair(KeyName=keypair, PublicKeyMaterial=public_key.encode())
     try:
         with BuildRoot(rootfs_cache_dir(), build_dir, login_user=recipe.image.login_user,
@@ -75,11 +75,13 @@ def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Pa
             yield SshEndpoint("127.0.0.1", root.port, keypair, str(private_key)), root.root
     finally:
         ec2.delete_key_pair(KeyName=keypair)
+        leftovers.forget_cloud(build_dir)
 
 
 def pack_image(home: Home, rootfs: Path, build_id: str, progress: Progress) -> Path:
     """Pack the provisioned rootfs as the sandbox AMIs' content, then drop the unpacked tree."""
-    from imagefactory.sandbox.rootfs import pack, remove_tree
+    from imagefactory.sandbox.archive import pack
+    from imagefactory.sandbox.teardown import remove_tree
 
     dest = image_path(home, build_id)
     dest.parent.mkdir(parents=True, exist_ok=True)
