@@ -19,6 +19,7 @@ from imagefactory.cloud import instances as ec2
 from imagefactory.cloud.target import SANDBOX_NOTICE, Target, choose_target, open_target
 from imagefactory.errors import CloudError
 from imagefactory.home import Home
+from imagefactory.result import Result
 from imagefactory.tunnel import Endpoint, Tunnel, open_tunnel, ssh_argv
 from imagefactory.waiting import WaitTimeout, wait_for
 
@@ -99,6 +100,12 @@ def connect(home: Home, target: Target, region: str, instance: dict[str, Any], l
     return open_tunnel(ep, local_port, jupyter_port, token)
 
 
+def open_lab(home: Home, ident: str, *, local_port: int, sandbox: bool, progress: Progress) -> Tunnel:
+    """The command `connect`: find the instance (id or image name) and open the tunnel to its JupyterLab."""
+    target = open_catalog_target(home, sandbox, progress)
+    return connect(home, target, *locate(home, target, ident), local_port, progress)
+
+
 def open_catalog_target(home: Home, sandbox: bool, progress: Progress) -> Target:
     target = open_target(choose_target(sandbox=sandbox), home.emulator_dir)
     if target.sandbox:
@@ -126,6 +133,12 @@ def rows(home: Home, target: Target) -> list[dict[str, Any]]:
     return out
 
 
+def listing(home: Home, *, sandbox: bool, progress: Progress) -> Result:
+    """The command `instances`: every launched instance with its uptime and cost so far."""
+    items = rows(home, open_catalog_target(home, sandbox, progress))
+    return Result(items, table(items))
+
+
 def _duration(seconds: float) -> str:
     minutes = int(seconds // 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if seconds else "-"
@@ -141,6 +154,12 @@ def table(items: list[dict[str, Any]]) -> str:
         for r in items]
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines)
+
+
+def change_instance(home: Home, ident: str, action: str, *, sandbox: bool, progress: Progress) -> Result:
+    """The commands `stop`, `start`, `terminate`."""
+    done = change(home, open_catalog_target(home, sandbox, progress), ident, action, progress)
+    return Result(done, f"{done['id']}: {done['state']}")
 
 
 def change(home: Home, target: Target, ident: str, action: str, progress: Progress) -> dict[str, Any]:

@@ -67,13 +67,9 @@ def launch(c: Any, name: str, region: str | None = None, type: str = "t3.medium"
 })
 def connect(c: Any, instance: str, local_port: str | None = None, open: bool = False, sandbox: bool = False) -> None:
     """Open the ssh tunnel to an instance's JupyterLab and print its URL; Ctrl-C closes it."""
-    from imagefactory.connect import connect as open_lab
-    from imagefactory.connect import locate, open_catalog_target
+    from imagefactory.connect import open_lab
 
-    port = _local_port(local_port)
-    where = home()
-    target = open_catalog_target(where, sandbox, say)
-    tunnel = open_lab(where, target, *locate(where, target, instance), port, say)
+    tunnel = open_lab(home(), instance, local_port=_local_port(local_port), sandbox=sandbox, progress=say)
     print(tunnel.url, flush=True)
     if open:
         import webbrowser
@@ -85,19 +81,15 @@ def connect(c: Any, instance: str, local_port: str | None = None, open: bool = F
 @task(help={"sandbox": SANDBOX_HELP, "json": JSON_HELP})
 def instances(c: Any, sandbox: bool = False, json: bool = False) -> None:
     """List launched instances: id, image, type, state, spot, region, uptime and cost so far."""
-    from imagefactory.connect import open_catalog_target, rows, table
+    from imagefactory.connect import listing
 
-    where = home()
-    items = rows(where, open_catalog_target(where, sandbox, say))
-    render(Result(items, table(items)), json)
+    render(listing(home(), sandbox=sandbox, progress=say), json)
 
 
 def _change(instance: str, action: str, sandbox: bool, as_json: bool) -> None:
-    from imagefactory.connect import change, open_catalog_target
+    from imagefactory.connect import change_instance
 
-    where = home()
-    done = change(where, open_catalog_target(where, sandbox, say), instance, action, say)
-    render(Result(done, f"{done['id']}: {done['state']}"), as_json)
+    render(change_instance(home(), instance, action, sandbox=sandbox, progress=say), as_json)
 
 
 @task(help={"instance": INSTANCE_HELP, "sandbox": SANDBOX_HELP, "json": JSON_HELP})

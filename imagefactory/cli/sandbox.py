@@ -34,14 +34,9 @@ def status(c: Any, json: bool = False) -> None:
             "json": JSON_HELP})
 def down(c: Any, force: bool = False, json: bool = False) -> None:
     """Stop the local EC2 emulator (its state is kept and restored on the next start)."""
-    from imagefactory.sandbox.emulator import down as emulator_down
-    from imagefactory.sandbox.leftovers import stop_all_for_down
+    from imagefactory.sandbox.leftovers import shut_down
 
-    where = home()
-    stop_all_for_down(where, force=force, progress=say)
-    stopped = emulator_down(where.emulator_dir)
-    render(Result({"stopped": stopped}, "sandbox emulator stopped" if stopped else "sandbox emulator: not running"),
-           json)
+    render(shut_down(home(), force=force, progress=say), json)
 
 
 def _described(info: Any, text: str) -> Result:

@@ -25,7 +25,8 @@ from typing import Any
 from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write
 from imagefactory.home import Home
-from imagefactory.sandbox import instances
+from imagefactory.result import Result
+from imagefactory.sandbox import emulator, instances
 from imagefactory.sandbox.buildroot import OWNER_FILE, owner_alive
 from imagefactory.sandbox.host import Progress
 from imagefactory.sandbox.teardown import end, kill_processes, naming, processes_in, remove_tree
@@ -232,3 +233,11 @@ def stop_all_for_down(home: Home, *, force: bool, progress: Progress) -> None:
         remove(home, found, progress)
     elif not force and dead_builds(home) and find(home):
         progress(f"sandbox: crashed builds left things behind; remove them with: {REMOVE_COMMAND}")
+
+
+def shut_down(home: Home, *, force: bool, progress: Progress) -> Result:
+    """The command `sandbox.down`: stop what runs in the sandbox (see `stop_all_for_down`), then the emulator
+    (its state is kept and restored on the next start)."""
+    stop_all_for_down(home, force=force, progress=progress)
+    stopped = emulator.down(home.emulator_dir)
+    return Result({"stopped": stopped}, "sandbox emulator stopped" if stopped else "sandbox emulator: not running")
