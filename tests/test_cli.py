@@ -79,7 +79,7 @@ def test_task_help_in_every_spelling(tmp_path: Path, program: list[str], binary:
 
 @pytest.mark.parametrize(("command", "option_help"), [
     ("launch", "Root volume size in GB"), ("catalog.show", "Image name"), ("recipe.check", "Recipe name"),
-    ("terminate", "Do not ask for confirmation"), ("init", "Folder to make"), ("sandbox.down", "Stop running"),
+    ("terminate", "Do not ask for confirmation"), ("init", "Folder to make"), ("sandbox.down", "remove crashed builds"),
 ])
 def test_every_task_with_a_positional_value_shows_help(tmp_path: Path, command: str, option_help: str) -> None:
     out = help_of(CONSOLE, [command, "--help"], tmp_path)
