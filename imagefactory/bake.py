@@ -1,8 +1,10 @@
 """The bake pipeline as one function: repo -> recipe -> rendered Packer template -> AMIs -> catalog.
 
-Every stage is timed (the benchmark reads `BakeResult.timings`). A failure after Packer starts always
-ends the same way: Packer cleans up what it created, any AMI still tagged with this build id is removed,
-and the catalog records a failed (or interrupted) build; what the catalog held before is untouched.
+Every stage is timed (the benchmark reads `BakeResult.timings`). A failure after the build starts always
+ends the same way (`bake_failure`): Packer is cancelled and cleans up what it created, any AMI still
+tagged with this build id is removed, and the catalog records a failed (or interrupted) build, saying
+what happened; what the catalog held before is untouched. The build folder is the owner's only (0700)
+and never keeps the copy of the repository Packer uploaded.
 """
 
 from __future__ import annotations
@@ -16,20 +18,30 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from imagefactory import __version__, catalog
+from imagefactory.bake_failure import emulator_watch, finish_failed
 from imagefactory.bases import BASES
 from imagefactory.catalog import Build
 from imagefactory.cloud import images
+from imagefactory.cloud.instances import caller_cidr
 from imagefactory.cloud.target import SANDBOX_NOTICE, Target, check_regions, choose_target, open_target
 from imagefactory.dataplane import check_sandbox_needs, pack_image, plan, sandbox_machine
-from imagefactory.errors import BakeInterrupted, FactoryError, PackerError, RecipeError, ResolveError
+from imagefactory.errors import FactoryError, PackerError, RecipeError, ResolveError
 from imagefactory.home import Home
 from imagefactory.packer import Packer, find_packer
+from imagefactory.provision import (
+    Provisioners,
+    drop_repo_copy,
+    preflight,
+    provision_config,
+    provisioners,
+    stage_provision_dir,
+)
 from imagefactory.recipe import PythonSpec, Recipe, RepoTree, Source, derive, load_recipe, write_recipe
 from imagefactory.recipe_commands import resolve_check
-from imagefactory.render import Features, SshEndpoint, packer_vars, template_files, write_build_dir
+from imagefactory.render import Features, SshEndpoint, make_build_dir, packer_vars, template_files, write_build_dir
 from imagefactory.repo import Checkout
 from imagefactory.sourcing import checkout, package_index
 
@@ -70,10 +82,11 @@ class BakeResult:
 class _Clock:
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
+        self.current: str | None = None  # the stage running now, or the last one that ran
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started, self.current = time.perf_counter(), name
         try:
             yield
         finally:
@@ -108,8 +121,6 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
         progress(dataplan.notice)
         notes.append(dataplan.notice)
     if target.sandbox and dataplan.provision:
-        from imagefactory.provision import preflight
-
         check_sandbox_needs(preflight(recipe, target="sandbox"))
     if opts.resolve:
         with clock.stage("packages"):
@@ -118,8 +129,8 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     job = _Job(home=home, target=target, packer=packer, recipe=recipe, found=found, recipe_path=recipe_path,
                build_id=build_id,
                build_dir=home.builds_dir(target.kind) / recipe.name / build_id, provision=dataplan.provision,
-               extra_ca=extra_ca, clock=clock, progress=progress)
-    job.values(None)  # refuse unsafe values before anything is started
+               extra_ca=extra_ca, ssh_source=caller_cidr(target), clock=clock, progress=progress)
+    job.check_values()
     build = job.record(job.run())
     progress(f"baked {recipe.name} build {build_id} ({target.kind}):")
     for region, ami in sorted(build.amis.items()):
@@ -147,23 +158,22 @@ class _Job:
     build_dir: Path
     provision: bool
     extra_ca: Path | None
+    ssh_source: str  # the only address the build instance's temporary security group lets ssh in from
     clock: _Clock
     progress: Progress
 
     def values(self, ssh: SshEndpoint | None) -> dict[str, Any]:
-        scripts: tuple[list[str], list[str]] = ([], [])
-        if self.provision:
-            from imagefactory.provision import stage_scripts
-
-            before, after = stage_scripts(self.home.packer_dir)
-            scripts = ([f"provision/scripts/{p.name}" for p in before], [f"provision/scripts/{p.name}" for p in after])
+        steps = provisioners(self.home.packer_dir) if self.provision else Provisioners()
         return packer_vars(self.recipe, build_id=self.build_id, target=self.target.kind,
-                           factory_version=__version__, endpoint=self.target.endpoint, ssh=ssh, scripts=scripts)
+                           factory_version=__version__, endpoint=self.target.endpoint, ssh=ssh,
+                           provisioners=steps, ssh_sources=(self.ssh_source,))
+
+    def check_values(self) -> dict[str, Any]:
+        """Refuse an unsafe value (RenderError) before anything is started; returns the checked values."""
+        return self.values(None)
 
     def render(self, ssh: SshEndpoint | None) -> Path:
         if self.provision:
-            from imagefactory.provision import provision_config, stage_provision_dir
-
             config = provision_config(self.recipe, build_id=self.build_id, packer_version=self.packer.caps.text,
                                       factory_version=__version__, target=self.target.kind, autostop_minutes=None,
                                       kernel_name=self.recipe.name)
@@ -184,9 +194,10 @@ class _Job:
         with self.clock.stage("validate"):
             packer_mod.init(self.packer, self.build_dir, env, self.progress)
             packer_mod.validate(self.packer, self.build_dir, var_file, env)
+        watch = emulator_watch(self.home.emulator_dir) if self.target.sandbox else None
         with self.clock.stage("build"):
             outcome = packer_mod.build(self.packer, self.build_dir, var_file, env,
-                                       lambda line: self.progress(f"  {line}"))
+                                       lambda line: self.progress(f"  {line}"), abort=watch)
         if not outcome.ok:
             detail = outcome.errors[-1] if outcome.errors else "see the log"
             raise PackerError(f"packer build failed: {detail.splitlines()[0][:300]}",
@@ -196,6 +207,7 @@ class _Job:
     def run(self) -> dict[str, str]:
         """Packer's AMIs per region. Everything started here is stopped on every path."""
         try:
+            make_build_dir(self.build_dir)
             if not (self.target.sandbox and self.provision):
                 return self.packer_run(None)
             with self.clock.stage("machine"), sandbox_machine(
@@ -207,7 +219,8 @@ class _Job:
             return amis
         except BaseException as exc:
             self.fail(exc)
-            raise
+        finally:
+            drop_repo_copy(self.build_dir)
 
     def base_build(self) -> Build:
         env = self.recipe.environment
@@ -234,12 +247,16 @@ class _Job:
                 catalog.update(cat_path, lambda c: catalog.record(c, build=build, **self.entry()))
         except BaseException as exc:
             self.fail(exc)
-            raise
         return build
 
-    def fail(self, exc: BaseException) -> None:
-        _fail(self.target, self.recipe, self.base_build(), self.entry(), self.home.catalog_path(self.target.kind), exc,
-              self.progress)
+    def fail(self, exc: BaseException) -> NoReturn:
+        """Clean up, record what happened, and raise it as one error (see bake_failure)."""
+        error = finish_failed(self.target, self.recipe.image.regions, self.base_build(), self.entry(),
+                              self.home.catalog_path(self.target.kind), exc, stage=self.clock.current,
+                              emulator_dir=self.home.emulator_dir, progress=self.progress)
+        if error is exc:
+            raise exc
+        raise error from exc
 
 
 def _sandbox_supported(target: Target) -> tuple[bool, str]:
@@ -293,8 +310,8 @@ def _recipe(home: Home, opts: BakeOptions, found: Checkout,
     if opts.regions:
         recipe = recipe.with_regions(opts.regions)
     if opts.python:
-        recipe = recipe.with_python(PythonSpec(opts.python, "override", "--python given on the command line"))
-        Recipe.from_dict(recipe.to_dict(), "--python")
+        overridden = recipe.with_python(PythonSpec(opts.python, "override", "--python given on the command line"))
+        recipe = Recipe.from_dict(overridden.to_dict(), "--python")  # the override, validated like a recipe file
     return recipe, path, notes
 
 
@@ -325,17 +342,3 @@ def _verified(target: Target, recipe: Recipe, build: Build, amis: dict[str, str]
     owner = BASES[recipe.image.base].owner
     base = images.base_by_name(target, recipe.image.regions, base_name, owner) if base_name else {}
     return replace(build, status="available", amis=dict(amis), base_ami=base, base_ami_name=base_name)
-
-
-def _fail(target: Target, recipe: Recipe, build: Build, entry: dict[str, str], cat_path: Path,
-          exc: BaseException, progress: Progress) -> None:
-    """Remove what the build left in the cloud and record it as failed/interrupted."""
-    interrupted = isinstance(exc, (BakeInterrupted, KeyboardInterrupt))
-    message = exc.message if isinstance(exc, FactoryError) else f"{type(exc).__name__}: {exc}"
-    try:
-        images.sweep_build(target, recipe.image.regions, build.id, progress)
-    except Exception as sweep_exc:  # report, but never hide the original failure
-        progress(f"cleanup: could not check for leftovers of {build.id}: {sweep_exc}")
-    failed = replace(build, status="interrupted" if interrupted else "failed", error=message[:500])
-    catalog.update(cat_path, lambda c: catalog.record(c, build=failed, **entry))
-    progress(f"recorded {failed.status} build {build.id} in {cat_path}")

@@ -13,6 +13,10 @@ then, in this order:
 3. `file` provisioner, `direction = "download"`: `/etc/imagefactory/manifest.json` into the build dir.
 4. `shell` provisioner: `90-cleanup.sh`, `95-secret-scan.sh` (`stage_scripts()[1]`), same command.
 
+The template holds none of these values: `Provisioners.values()` hands the scripts, EXECUTE_COMMAND,
+REMOTE_DIR and MANIFEST_PATH to Packer as variables. `repo.tar` (mode 0600) is removed when the build
+ends, on every path (`drop_repo_copy`): it is a copy of the repository, with whatever it holds.
+
 `repo.tar` holds the checkout at the recorded commit. For a git checkout (any commit that is not a
 `dir-sha256:` digest) it is a bare clone `repo.git/` of the checkout (shallow if the checkout is;
 `git bundle` cannot carry a shallow history); `source.archive` is `"git"`. For a plain directory it holds
@@ -58,7 +62,9 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imagefactory import proc
 from imagefactory.errors import RenderError, RepoError
@@ -74,6 +80,8 @@ TOKEN_FILE = ".jupyter/imagefactory-token"
 EXECUTE_COMMAND = (f"sudo -E env IF_CONFIG={REMOTE_DIR}/config.json IF_DIR={REMOTE_DIR} "
                    "bash '{{ .Path }}'")
 PACKER_DIR = Path(__file__).resolve().parents[1] / "packer"
+PROVISION_DIR = "provision"  # in the build dir: what the file provisioner uploads to REMOTE_DIR
+REPO_TAR = "repo.tar"
 DIR_COMMIT_PREFIX = "dir-sha256:"
 KERNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STAGE_RE = re.compile(r"(\d\d)-[a-z0-9-]+\.sh")
@@ -153,12 +161,38 @@ def stage_scripts(packer_dir: Path = PACKER_DIR) -> tuple[list[Path], list[Path]
     return before, [p for p in names if p not in before]
 
 
+@dataclass(frozen=True)
+class Provisioners:
+    """What the template's provisioners run, as Packer variables: the stage scripts (relative to the build
+    dir) before and after the manifest download, and the contract's command and paths."""
+
+    scripts: tuple[str, ...] = ()
+    cleanup: tuple[str, ...] = ()
+
+    def values(self) -> dict[str, Any]:
+        return {"provision_dir": PROVISION_DIR, "provision_scripts": list(self.scripts),
+                "cleanup_scripts": list(self.cleanup), "execute_command": EXECUTE_COMMAND,
+                "remote_dir": REMOTE_DIR, "manifest_path": MANIFEST_PATH}
+
+
+def provisioners(packer_dir: Path = PACKER_DIR) -> Provisioners:
+    """The stages of `packer_dir/scripts`, as the staged folder holds them."""
+    before, after = stage_scripts(packer_dir)
+    return Provisioners(tuple(f"{PROVISION_DIR}/scripts/{p.name}" for p in before),
+                        tuple(f"{PROVISION_DIR}/scripts/{p.name}" for p in after))
+
+
+def drop_repo_copy(build_dir: Path) -> None:
+    """Remove the uploaded copy of the repository from the build dir (when the build ends, on every path)."""
+    (build_dir / PROVISION_DIR / REPO_TAR).unlink(missing_ok=True)
+
+
 def stage_provision_dir(build_dir: Path, recipe: Recipe, config: dict, checkout: Path,
                         extra_ca: Path | None, *, packer_dir: Path = PACKER_DIR) -> Path:
     """Make `build_dir/provision/` (replacing any old one) for Packer to upload; return its path."""
     if config["source"]["commit"] != recipe.source.commit:
         raise RenderError("config.json and the recipe name different commits", "render the config again")
-    out = build_dir / "provision"
+    out = build_dir / PROVISION_DIR
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -166,10 +200,12 @@ def stage_provision_dir(build_dir: Path, recipe: Recipe, config: dict, checkout:
     shutil.copytree(packer_dir / "scripts", out / "scripts", ignore=ignore)
     shutil.copytree(packer_dir / "files", out / "files", ignore=ignore)
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    repo_tar = out / REPO_TAR
+    repo_tar.touch(mode=0o600)
     if config["source"]["archive"] == "git":
-        _tar_git(checkout, recipe.source.commit, out / "repo.tar")
+        _tar_git(checkout, recipe.source.commit, repo_tar)
     else:
-        _tar_files(checkout, out / "repo.tar")
+        _tar_files(checkout, repo_tar)
     if extra_ca is not None:
         shutil.copyfile(extra_ca, out / "extra-ca.pem")
     return out

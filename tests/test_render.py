@@ -12,6 +12,7 @@ import pytest
 from imagefactory.errors import RenderError
 from imagefactory.home import SOURCE_ROOT
 from imagefactory.packer import Capabilities, find_packer
+from imagefactory.provision import Provisioners
 from imagefactory.recipe.model import Recipe, Source
 from imagefactory.render import (
     VAR_FILE,
@@ -45,7 +46,8 @@ def render(tmp_path: Path, target: str, provision: bool, rec: Recipe, version=(1
     (build_dir / "provision" / "a.sh").write_text("true\n")
     values = packer_vars(rec, build_id="b1", target=target, factory_version="0.1.0",
                          endpoint="http://127.0.0.1:1" if target == "sandbox" else None, ssh=ssh,
-                         scripts=(["provision/a.sh"], ["provision/a.sh"]))
+                         ssh_sources=("127.0.0.1/32",), provisioners=Provisioners(("provision/a.sh",),
+                                                                                  ("provision/a.sh",)))
     write_build_dir(build_dir, files, values)
     return build_dir
 
@@ -105,7 +107,7 @@ def test_filter_refuses_go_templates_and_control_characters(bad: str) -> None:
 def test_go_template_in_a_ref_is_refused_before_packer_runs() -> None:
     with pytest.raises(RenderError, match="Go template"):
         packer_vars(recipe(ref="feature/{{.Env}}"), build_id="b1", target="aws", factory_version="0",
-                    endpoint=None)
+                    endpoint=None, ssh_sources=("203.0.113.7/32",))
 
 
 @pytest.mark.parametrize("ok", ["quote'd", 'dq"', "${var.x}", "%{if}", "$(id)", "`id`", "a;b|c&d"])
