@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from imagefactory.errors import FactoryError, PackerError
+from imagefactory.packer_run import Supervised
 from imagefactory.proc import run
 
 INSTALL_HINT = ("install Packer: 'sudo apt-get install packer' on Debian/Ubuntu, or see "
@@ -62,7 +63,7 @@ class Packer:
 
 Abort = Callable[[], "FactoryError | None"]
 CANCEL_TIMEOUT = 600.0  # what Packer gets to delete its instance, key and group after Ctrl-C or a signal
-ABORT_TIMEOUT = 30.0    # ... after an abort (e.g. the emulator died: there is nothing it can reach to delete)
+ABORT_TIMEOUT = 5.0     # ... after an abort (e.g. the emulator died: there is nothing it can reach to delete)
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,6 @@ def build(packer: Packer, build_dir: Path, var_file: Path, env: Mapping[str, str
     Packer's whole process group is cancelled and waited for (see `packer_run.Supervised.cancel`); then
     PackerCancelled is raised, carrying the outcome so far.
     """
-    from imagefactory.packer_run import Supervised
-
     log_path = build_dir / "packer.log"
     argv = _argv(packer, "build", build_dir, var_file, ["-machine-readable", "-color=false"])
     env = {**env, "PACKER_LOG": "1", "PACKER_LOG_PATH": str(build_dir / "packer-debug.log"),
@@ -218,10 +217,10 @@ def build(packer: Packer, build_dir: Path, var_file: Path, env: Mapping[str, str
         try:
             reason = proc.follow(abort)
         except KeyboardInterrupt as exc:
-            outcome.killed = not proc.cancel(CANCEL_TIMEOUT, progress)
+            _cancel(proc, outcome, CANCEL_TIMEOUT, progress)
             raise PackerCancelled(outcome, exc) from None
         if reason is not None:
-            outcome.killed = not proc.cancel(ABORT_TIMEOUT, progress)
+            _cancel(proc, outcome, ABORT_TIMEOUT, progress)
             raise PackerCancelled(outcome, reason)
         returncode = proc.returncode
     uuid, manifest_amis = read_manifest(build_dir / "manifest.json")
@@ -232,6 +231,12 @@ def build(packer: Packer, build_dir: Path, var_file: Path, env: Mapping[str, str
     if returncode == 0 and not outcome.amis:
         outcome.errors.append("Packer finished but reported no AMI")
     return outcome
+
+
+def _cancel(proc: Supervised, outcome: BuildOutcome, timeout: float, progress: Callable[[str], None]) -> None:
+    step = outcome.last_step  # the step that was cancelled, not the clean-up steps that follow
+    outcome.killed = not proc.cancel(timeout, progress)
+    outcome.last_step = step
 
 
 def _line(line: str, log: TextIO, outcome: BuildOutcome, progress: Callable[[str], None]) -> None:
