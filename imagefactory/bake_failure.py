@@ -73,9 +73,11 @@ def what_happened(cause: BaseException, outcome: BuildOutcome | None, *, stage: 
         head = cause.message if isinstance(cause, FactoryError) else f"{type(cause).__name__}: {cause}"
     parts = [head]
     if status == "interrupted" or outcome is not None:
-        where = f"Packer's step {outcome.last_step!r}" if outcome and outcome.last_step else STAGES.get(stage or "")
-        if where:
+        step = f"Packer's step {outcome.last_step!r}" if outcome and outcome.last_step else None
+        if status == "interrupted" and (where := step or STAGES.get(stage or "")):
             parts[0] += f" during {where}"
+        elif step:
+            parts.append(f"cancelled Packer during {step}")
         created = outcome.created if outcome else []
         if cleanup.removed:
             parts.append(f"AMIs had been created: the clean-up deregistered {', '.join(cleanup.removed)} "

@@ -8,6 +8,7 @@ bundled example is tested in test_bake_provision.py.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +21,10 @@ import pytest
 from conftest import MakeRepo, cli_env, git, run_cli
 
 from imagefactory import catalog
+from imagefactory.bake_failure import Cleanup, unwrap, what_happened
+from imagefactory.errors import SandboxError
 from imagefactory.home import Home
+from imagefactory.packer import BuildOutcome, PackerCancelled
 from imagefactory.sandbox.emulator import status
 
 THREE = "us-west-2,us-east-2,eu-west-1"
@@ -214,3 +218,80 @@ def test_task_help_after_the_task_name_shows_help(command: str) -> None:
                           text=True, timeout=60)
     assert done.returncode == 0 and f"invoke [--core-opts] {command}" in done.stdout and "Options:" in done.stdout
     assert "SANDBOX" not in done.stderr, "asking for help must not start the emulator"
+
+
+# ------------------------------------------------------------------------ what a failed bake records
+
+class Terminated(KeyboardInterrupt):
+    """What the CLI raises for SIGTERM: a KeyboardInterrupt subclass naming its signal."""
+
+    signum = signal.SIGTERM
+
+
+def cancelled(step: str | None = None, created: tuple[str, ...] = (), killed: bool = False) -> PackerCancelled:
+    outcome = BuildOutcome(ok=False, created=list(created), last_step=step, killed=killed)
+    return PackerCancelled(outcome, KeyboardInterrupt())
+
+
+def test_a_cancel_before_any_ami_says_so() -> None:
+    cause, outcome = unwrap(cancelled("Provisioning with shell script: provision/scripts/60-post-build.sh"))
+    assert what_happened(cause, outcome, stage="build", cleanup=Cleanup()) == (
+        "interrupted", "cancelled by Ctrl-C during Packer's step 'Provisioning with shell script: "
+                       "provision/scripts/60-post-build.sh'; no AMI had been created (none of this build exists)")
+
+
+def test_a_cancel_after_amis_existed_names_what_the_sweep_removed() -> None:
+    cause, outcome = unwrap(cancelled("Creating AMI tags", created=("ami-1",)))
+    status, message = what_happened(cause, outcome, stage="build",
+                                    cleanup=Cleanup(removed=("us-west-2:ami-1", "us-east-2:ami-2")))
+    assert status == "interrupted"
+    assert message.endswith("AMIs had been created: the clean-up deregistered us-west-2:ami-1, us-east-2:ami-2 "
+                            "and their snapshots")
+    _, message = what_happened(cause, outcome, stage="build", cleanup=Cleanup())
+    assert message.endswith("Packer had created ami-1 and removed it while cancelling; no AMI of this build remains")
+
+
+def test_a_signal_is_named_and_a_killed_packer_says_what_may_be_left() -> None:
+    status, message = what_happened(Terminated(), None, stage="pack", cleanup=Cleanup())
+    assert (status, message) == ("interrupted", "cancelled by SIGTERM during packing the sandbox image; "
+                                                "no AMI had been created (none of this build exists)")
+    cause, outcome = unwrap(cancelled(killed=True))
+    assert "was killed: its build instance, key pair and security group (named packer_*) may be left" in (
+        what_happened(cause, outcome, stage="build", cleanup=Cleanup(error="timeout"))[1])
+
+
+def test_an_error_that_a_cleanup_step_raised_stands_for_the_failure_it_hid() -> None:
+    emulator_gone = SandboxError("the sandbox emulator (pid 7) stopped during the build")
+    try:
+        try:
+            raise PackerCancelled(BuildOutcome(ok=False), emulator_gone)
+        finally:
+            raise ConnectionError("could not delete the key pair")  # as dataplane's finally does
+    except ConnectionError as exc:
+        cause, outcome = unwrap(exc)
+    assert cause is emulator_gone and outcome is not None
+    status, message = what_happened(cause, outcome, stage="build", cleanup=Cleanup(error="the emulator is gone"))
+    assert status == "failed" and message.startswith("the sandbox emulator (pid 7) stopped during the build; ")
+
+
+def test_sigterm_cancels_packer_and_is_recorded_as_such(home: Home, make_repo: MakeRepo) -> None:
+    """Library level: a KeyboardInterrupt subclass carrying .signum, as the CLI's edge raises for SIGTERM."""
+    repo = make_repo({"requirements.txt": "six\n"}, name="terminated")
+    run_cli(home, "sandbox.up", check=True)
+    shim = ("import signal\nclass Terminated(KeyboardInterrupt):\n    signum = signal.SIGTERM\n"
+            "def handler(signum, frame):\n    raise Terminated()\nsignal.signal(signal.SIGTERM, handler)\n"
+            "from imagefactory.main import program\nprogram.run()\n")
+    argv = [sys.executable, "-c", shim, "bake", "--api-only", "--repo", repo.as_uri()]
+    env = cli_env(home, AWS_POLL_DELAY_SECONDS="2")
+    proc = subprocess.Popen(argv, cwd=home.root, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "Launching a source AWS instance" in line:
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("error: interrupted: cancelled by SIGTERM during Packer's step")
+    (build,) = builds_of(home, "terminated")
+    assert build.status == "interrupted" and build.error is not None and "cancelled by SIGTERM" in build.error
