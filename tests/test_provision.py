@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -180,9 +181,37 @@ def test_stage_scripts_split_at_the_manifest_download() -> None:
     assert [p.name for p in after] == ["90-cleanup.sh", "95-secret-scan.sh"]
 
 
-def test_execute_command_matches_the_contract() -> None:
-    assert provision.EXECUTE_COMMAND == ("sudo -E env IF_CONFIG=/tmp/imagefactory/config.json "
-                                         "IF_DIR=/tmp/imagefactory bash '{{ .Path }}'")
+def test_execute_command_runs_a_stage_as_packer_does(tmp_path: Path) -> None:
+    """Packer replaces {{ .Path }} with the uploaded script; the command must hand it IF_CONFIG and IF_DIR
+    (pointing at REMOTE_DIR) and run it with bash. `sudo -E` (the build instance's) is a pass-through here."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/sudo").write_text('#!/bin/sh\n[ "$1" = -E ] && shift\nexec "$@"\n')
+    (tmp_path / "bin/sudo").chmod(0o755)
+    script = tmp_path / "my stage.sh"
+    script.write_text('printf "%s|%s|%s" "$IF_CONFIG" "$IF_DIR" "$BASH_VERSION"\n')
+    command = provision.EXECUTE_COMMAND.replace("{{ .Path }}", str(script))
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True, env=env)
+    config, remote, bash = done.stdout.split("|")
+    assert (config, remote) == (f"{provision.REMOTE_DIR}/config.json", provision.REMOTE_DIR) and bash
+
+
+def test_the_repo_copy_is_the_owners_only_and_dropped_when_the_build_ends(tmp_path: Path) -> None:
+    checkout = tmp_path / "src"
+    rec = recipe(commit=make_repo(checkout))
+    staged = provision.stage_provision_dir(tmp_path / "build", rec, config(rec), checkout, None)
+    assert stat.S_IMODE((staged / "repo.tar").stat().st_mode) == 0o600
+    provision.drop_repo_copy(tmp_path / "build")
+    assert not (staged / "repo.tar").exists() and (staged / "config.json").is_file()
+    provision.drop_repo_copy(tmp_path / "build")  # again: nothing to drop is fine
+
+
+def test_provisioners_name_the_staged_scripts_and_the_contract() -> None:
+    steps = provision.provisioners()
+    values = steps.values()
+    assert values["provision_scripts"][0] == "provision/scripts/10-base.sh"
+    assert values["cleanup_scripts"] == ["provision/scripts/90-cleanup.sh", "provision/scripts/95-secret-scan.sh"]
+    assert values["provision_dir"] == "provision" and values["execute_command"] == provision.EXECUTE_COMMAND
 
 
 # ------------------------------------------------------------------------------------- pre-flight
