@@ -69,10 +69,10 @@ from typing import Any
 from imagefactory import proc
 from imagefactory.errors import RenderError, RepoError
 from imagefactory.recipe.model import APT_RE, NAME_RE, Recipe
+from imagefactory.sandbox.rootfs import SANDBOX_PYTHON
 
 CONFIG_VERSION = 1
 TARGETS = ("aws", "sandbox")
-SANDBOX_PYTHON = "3.11"
 PREFIX = "/opt/imagefactory"
 REMOTE_DIR = "/tmp/imagefactory"
 MANIFEST_PATH = "/etc/imagefactory/manifest.json"

@@ -14,6 +14,7 @@ from conftest import MakeRepo, run_cli
 from imagefactory import catalog
 from imagefactory.dataplane import image_path
 from imagefactory.home import Home
+from imagefactory.provision import TOKEN_FILE
 from imagefactory.sandbox.rootfs import remove_tree, unpack
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello-binder"
@@ -68,7 +69,7 @@ def test_packed_image_holds_the_image_contract(example_image: Path, example_bake
     keys = example_image / "home/ubuntu/.ssh/authorized_keys"
     build_key = (Path(example_bake["result"]["build_dir"]) / "build-key.pub").read_text().split()[1]
     assert not keys.exists() or build_key not in keys.read_text()
-    assert not (example_image / "home/ubuntu/.jupyter/imagefactory-token").exists(), "token must not be baked"
+    assert not (example_image / "home/ubuntu" / TOKEN_FILE).exists(), "token must not be baked"
     assert not list((example_image / "etc/ssh").glob("ssh_host_*_key")), "host keys must not be baked"
     assert (example_image / "etc/machine-id").read_text().strip() == ""
     assert not (example_image / "tmp/imagefactory").exists()

@@ -63,7 +63,7 @@ def test_config_is_pure_and_json_able() -> None:
                           "autostop_minutes", "prefix", "versions"}
     assert first["recipe"] == {"name": "demo", "digest": rec.digest()}
     assert first["post_build"] == ["postBuild"], "only scripts with run: true"
-    assert first["jupyter"] == {"port": 8890, "extensions": [], "token_file": ".jupyter/imagefactory-token"}
+    assert first["jupyter"] == {"port": 8890, "extensions": [], "token_file": provision.TOKEN_FILE}
     assert first["source"]["archive"] == "git" and first["source"]["dirname"] == "demo"
 
 

@@ -18,6 +18,8 @@ from types import ModuleType
 
 import pytest
 
+from imagefactory.provision import TOKEN_FILE
+
 PACKER = Path(__file__).resolve().parents[1] / "packer"
 SCRIPTS = sorted((PACKER / "scripts").glob("*.sh"))
 SHELL_FILES = SCRIPTS + sorted((PACKER / "files").glob("*.sh"))
@@ -94,7 +96,7 @@ def test_if_config_prints_values_verbatim(tmp_path: Path) -> None:
 
 def test_render_refuses_unsafe_values() -> None:
     render = helper("if_render")
-    config = {"login_user": "ubuntu", "jupyter": {"port": 8889}, "autostop_minutes": None,
+    config = {"login_user": "ubuntu", "jupyter": {"port": 8889, "token_file": TOKEN_FILE}, "autostop_minutes": None,
               "kernel": {"name": "k"}}
     assert render.dropin(config, "/home/ubuntu", "/home/ubuntu/r") == (
         "[Service]\nUser=ubuntu\nWorkingDirectory=/home/ubuntu/r\n")
@@ -103,6 +105,10 @@ def test_render_refuses_unsafe_values() -> None:
         render.dropin({**config, "login_user": "root\nExecStartPre=/bin/evil"}, "/home/u", "/home/u/r")
     with pytest.raises(SystemExit):
         render.env_file(config, "/home/u\nX=1", "/home/u/r")
+    assert f"JUPYTER_TOKEN_FILE=/home/ubuntu/{TOKEN_FILE}\n" in render.env_file(config, "/home/ubuntu", "/home/u/r")
+    for bad in ("../../etc/shadow", "/etc/shadow", "a\nX=1"):
+        with pytest.raises(SystemExit):
+            render.env_file({**config, "jupyter": {"port": 8889, "token_file": bad}}, "/home/ubuntu", "/home/u/r")
     assert json.loads(render.server_config(config))["MappingKernelManager"]["default_kernel_name"] == "k"
     assert json.loads(render.jupyter_config(config)) == {"KernelSpecManager": {"ensure_native_kernel": False}}
 
@@ -124,20 +130,21 @@ def test_secret_scan_names_file_and_kind_never_the_secret(tmp_path: Path) -> Non
     (tmp_path / "home/u/.ssh").mkdir()
     (tmp_path / "home/u/.ssh/id_rsa").write_text("-----BEGIN OPENSSH " + "PRIVATE KEY-----\nAAAA\n")
     (tmp_path / "home/u/.jupyter").mkdir()
-    (tmp_path / "home/u/.jupyter/imagefactory-token").write_text("t" * 64)
+    (tmp_path / "home/u" / TOKEN_FILE).write_text("t" * 64)
     vendored = tmp_path / "opt/env/lib/python3.11/site-packages/botocore"
     vendored.mkdir(parents=True)
     (vendored / "docs.txt").write_text(key_id)
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/ok.conf").write_text("AKIAnotakey and nothing else\n")
-    done = run_helper("if_secret_scan", str(tmp_path / "home"), str(tmp_path / "opt"), str(tmp_path / "etc"))
+    done = run_helper("if_secret_scan", "--token-file", TOKEN_FILE, str(tmp_path / "home"), str(tmp_path / "opt"),
+                      str(tmp_path / "etc"))
     assert done.returncode == 1
     lines = sorted(line for line in done.stdout.splitlines() if line.startswith("SECRET "))
     creds = tmp_path / "home/u/.aws/credentials"
     assert lines == sorted([
         f"SECRET {creds}: AWS access key ID",
         f"SECRET {creds}: AWS secret access key",
-        f"SECRET {tmp_path}/home/u/.jupyter/imagefactory-token: JupyterLab token file "
+        f"SECRET {tmp_path}/home/u/{TOKEN_FILE}: JupyterLab token file "
         "(must be made at first boot, not baked)",
         f"SECRET {tmp_path}/home/u/.ssh/id_rsa: private key (PEM)",
     ])
