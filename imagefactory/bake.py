@@ -43,6 +43,7 @@ from imagefactory.recipe import PythonSpec, Recipe, RepoTree, Source, derive, lo
 from imagefactory.recipe_commands import resolve_check
 from imagefactory.render import Features, SshEndpoint, make_build_dir, packer_vars, template_files, write_build_dir
 from imagefactory.repo import Checkout
+from imagefactory.smoke import smoke_packages
 from imagefactory.sourcing import checkout, package_index
 
 Progress = Callable[[str], None]
@@ -176,7 +177,8 @@ class _Job:
         if self.provision:
             config = provision_config(self.recipe, build_id=self.build_id, packer_version=self.packer.caps.text,
                                       factory_version=__version__, target=self.target.kind, autostop_minutes=None,
-                                      kernel_name=self.recipe.name)
+                                      kernel_name=self.recipe.name,
+                                      smoke=smoke_packages(self.recipe, RepoTree.scan(self.found.path)))
             stage_provision_dir(self.build_dir, self.recipe, config, self.found.path, self.extra_ca,
                                 packer_dir=self.home.packer_dir)
         features = Features(caps=self.packer.caps, target=self.target.kind, provision=self.provision)

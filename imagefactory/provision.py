@@ -46,6 +46,9 @@ config.json (config_version 1); every value reaches the scripts verbatim, as dat
                                              never); /etc/imagefactory/autostop-minutes, written by `launch`
                                              through user data, wins at run time (0: off). Every image has
                                              the idle timer.
+    smoke           {required: [str], if_installed: [str]}   distributions the smoke test imports (the
+                                             recipe's files, parsed by the factory); if_installed ones (conda
+                                             packages) only when they installed a Python distribution
     prefix          "/opt/imagefactory"      server/, kernel/, tools/, bin/ live under it
     versions        {packer: str, factory: str}
 
@@ -94,8 +97,11 @@ Probe = Callable[[str], bool]
 
 
 def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, factory_version: str,
-                     target: str, autostop_minutes: int | None, kernel_name: str) -> dict:
-    """The JSON-able config.json for one build (schema in the module docstring). Pure."""
+                     target: str, autostop_minutes: int | None, kernel_name: str,
+                     smoke: dict[str, list[str]] | None = None) -> dict:
+    """The JSON-able config.json for one build (schema in the module docstring); `smoke` is what
+    `imagefactory.smoke.smoke_packages` found (None: nothing to import). Pure."""
+    smoke = smoke or {"required": [], "if_installed": []}
     _check_inputs(recipe, build_id=build_id, target=target, autostop_minutes=autostop_minutes,
                   kernel_name=kernel_name)
     env = recipe.environment
@@ -125,6 +131,7 @@ def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, fact
         "jupyter": {"port": recipe.jupyter.port, "extensions": list(recipe.jupyter.extensions),
                     "token_file": TOKEN_FILE},
         "autostop_minutes": autostop_minutes,
+        "smoke": {"required": list(smoke["required"]), "if_installed": list(smoke["if_installed"])},
         "prefix": PREFIX,
         "versions": {"packer": packer_version, "factory": factory_version},
     }

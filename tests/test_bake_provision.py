@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +86,9 @@ def test_a_package_that_does_not_exist_fails_with_the_installers_error(home: Hom
     assert build.status == "failed" and not build.amis
     assert not image_path(home, build.id).exists()
     assert str(home.root) not in Path("/proc/mounts").read_text()
+    build_dir = Path(build.build_dir or "")
+    assert stat.S_IMODE(build_dir.stat().st_mode) == 0o700, "a failed build's folder is the owner's only"
+    assert not (build_dir / "provision" / "repo.tar").exists(), "and keeps no copy of the repository"
 
 
 def test_a_planted_cloud_key_is_stopped_by_the_secret_scan(home: Home, make_repo: MakeRepo) -> None:

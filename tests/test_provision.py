@@ -31,7 +31,8 @@ def recipe(repo: str = "https://github.com/o/r", commit: str = "a" * 40, python:
 
 def config(rec: Recipe, target: str = "sandbox", **kw: object) -> dict:
     args: dict = {"build_id": "20250101-abc", "packer_version": "1.6.6", "factory_version": "0.1.0",
-                  "target": target, "autostop_minutes": 30, "kernel_name": "demo"}
+                  "target": target, "autostop_minutes": 30, "kernel_name": "demo",
+                  "smoke": {"required": ["six"], "if_installed": []}}
     args.update(kw)
     return provision.provision_config(rec, **args)
 
@@ -60,7 +61,7 @@ def test_config_is_pure_and_json_able() -> None:
     assert first["config_version"] == 1
     assert set(first) == {"config_version", "build_id", "target", "recipe", "source", "login_user", "python",
                           "apt", "conda", "pip", "pipfile", "install_repo", "post_build", "kernel", "jupyter",
-                          "autostop_minutes", "prefix", "versions"}
+                          "autostop_minutes", "smoke", "prefix", "versions"}
     assert first["recipe"] == {"name": "demo", "digest": rec.digest()}
     assert first["post_build"] == ["postBuild"], "only scripts with run: true"
     assert first["jupyter"] == {"port": 8890, "extensions": [], "token_file": provision.TOKEN_FILE}

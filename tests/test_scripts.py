@@ -4,7 +4,6 @@ auto-stop, the smoke test's bounded waits)."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import os
@@ -203,18 +202,15 @@ def test_import_names_from_table_top_level_record_and_fallback(tmp_path: Path) -
     assert smoke.import_names("some-thing", dists) == ["some_thing"]
 
 
-def test_requirement_and_conda_names(tmp_path: Path) -> None:
+def test_imports_what_the_config_names_conda_names_only_when_installed(tmp_path: Path) -> None:
     smoke = helper("if_smoke_imports")
-    (tmp_path / "base.txt").write_text("numpy==1.0  # pinned\n")
-    (tmp_path / "requirements.txt").write_text(
-        "-r base.txt\n--index-url https://x\nrequests[socks]>=2 ; python_version>'3'\n"
-        "git+https://github.com/o/r.git\n-e .\n\nscikit-learn\n")
-    assert smoke.requirement_names(str(tmp_path / "requirements.txt"), set()) == ["numpy", "requests",
-                                                                                  "scikit-learn"]
-    (tmp_path / "environment.yml").write_text(
-        "name: x\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.9\n  - conda-forge::pandas>=1\n"
-        "  - pip\n  - pip:\n    - seaborn==0.12\n")
-    assert smoke.conda_names(str(tmp_path / "environment.yml")) == ["python", "pandas", "pip", "seaborn"]
+    dist = tmp_path / "seaborn-0.12.dist-info"
+    dist.mkdir()
+    config = {"smoke": {"required": ["numpy", "scikit-learn"], "if_installed": ["seaborn", "r-base", "gdal"]},
+              "install_repo": False}
+    assert smoke.wanted(config, str(tmp_path), {"seaborn": str(dist)}) == ["numpy", "scikit-learn", "seaborn",
+                                                                          "gdal"]
+    assert smoke.wanted({}, str(tmp_path), {}) == []
 
 
 # ---------------------------------------------------------------------------------- if_idle_check
@@ -325,81 +321,11 @@ def test_idle_timer_is_always_installed_and_cloud_init_kept() -> None:
 
 # ------------------------------------------------------------------------- if_smoke_server (waits)
 
-class FakeKernel:
-    """A kernel websocket whose kernel needs `delay` s to start; then it answers like ipykernel."""
-
-    def __init__(self, delay: float, printed: str = "/k\n", status: str = "ok") -> None:
-        self.delay, self.printed, self.status = delay, printed, status
-        self.started = time.monotonic()
-        self.inbox: asyncio.Queue[str] = asyncio.Queue()
-        self.closed = False
-
-    def write_message(self, raw: str) -> None:
-        wait = max(self.started + self.delay - time.monotonic(), 0.0)
-        asyncio.get_running_loop().call_later(wait, self.answer, json.loads(raw))
-
-    def answer(self, request: dict) -> None:
-        kind = request["header"]["msg_type"]
-        replies = [("iopub", "status", {"execution_state": "busy"})]
-        if kind == "kernel_info_request":
-            replies.append(("shell", "kernel_info_reply", {"language_info": {"version": "3.11.9"}}))
-        else:
-            replies += [("iopub", "stream", {"name": "stdout", "text": self.printed}),
-                        ("shell", "execute_reply", {"status": self.status})]
-        replies.append(("iopub", "status", {"execution_state": "idle"}))
-        for channel, msg_type, content in replies:
-            self.inbox.put_nowait(json.dumps({"channel": channel, "header": {"msg_type": msg_type},
-                                              "parent_header": request["header"], "content": content}))
-
-    async def read_message(self) -> str:
-        return await self.inbox.get()
-
-    def close(self) -> None:
-        self.closed = True
-
-
 @pytest.fixture
 def smoke_server(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     smoke = helper("if_smoke_server")
     monkeypatch.setattr(smoke, "PROGRESS_EVERY", 0.2)
-    monkeypatch.setattr(smoke, "RESEND_EVERY", 0.1)
     return smoke
-
-
-def test_smoke_waits_for_a_slow_kernel_with_progress(smoke_server: ModuleType,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    async def go() -> str:
-        chan = smoke_server.KernelChannel(FakeKernel(delay=0.7))
-        info = await smoke_server.kernel_ready(chan, time.monotonic(), 3.0, lambda: "starting")
-        assert info["language_info"]["version"] == "3.11.9"
-        return await smoke_server.run_request(chan, "print(1)", 3.0, lambda: "idle")
-
-    assert asyncio.run(go()) == "/k\n"
-    assert "smoke: still waiting for the kernel to start (0 s of at most 3 s; its state: starting)" in (
-        capsys.readouterr().out)
-
-
-def test_smoke_gives_up_on_a_silent_kernel_with_a_clear_error(smoke_server: ModuleType) -> None:
-    async def go() -> None:
-        chan = smoke_server.KernelChannel(FakeKernel(delay=60))
-        await smoke_server.kernel_ready(chan, time.monotonic(), 1.0, lambda: "starting")
-
-    started = time.monotonic()
-    with pytest.raises(SystemExit) as failed:
-        asyncio.run(go())
-    assert time.monotonic() - started < 3
-    assert str(failed.value) == ("smoke: FAILED: gave up after 1 s waiting for the kernel to answer kernel_info "
-                                 "(its state: starting)")
-
-
-def test_smoke_still_fails_a_kernel_whose_code_fails(smoke_server: ModuleType) -> None:
-    async def go() -> str:
-        chan = smoke_server.KernelChannel(FakeKernel(delay=0, status="error"))
-        await smoke_server.kernel_ready(chan, time.monotonic(), 2.0, lambda: "starting")
-        return await smoke_server.run_request(chan, "print(1)", 2.0, lambda: "idle")
-
-    with pytest.raises(SystemExit, match="execute_reply says 'error'"):
-        asyncio.run(go())
 
 
 def test_smoke_wait_until_reports_progress_and_what_it_waited_for(smoke_server: ModuleType,
