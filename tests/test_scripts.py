@@ -12,12 +12,16 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from imagefactory.provision import TOKEN_FILE
+from imagefactory.home import rootfs_cache_dir
+from imagefactory.provision import REMOTE_DIR, TOKEN_FILE, provision_config
+from imagefactory.recipe.model import Recipe, Source
+from imagefactory.sandbox.rootfs import ensure_base, remove_tree, unpack
 
 PACKER = Path(__file__).resolve().parents[1] / "packer"
 SCRIPTS = sorted((PACKER / "scripts").glob("*.sh"))
@@ -75,7 +79,6 @@ def test_units_point_at_installed_paths() -> None:
     assert exec_start and "token" not in exec_start.group(1).lower(), "the token never sits on a command line"
     idle = (PACKER / "files/imagefactory-idle.service").read_text()
     assert "/opt/imagefactory/bin/if_idle_check.py" in idle
-    assert "systemctl\", \"poweroff" in (PACKER / "files/if_idle_check.py").read_text()
 
 
 # --------------------------------------------------------------------------------------- if_config
@@ -110,13 +113,6 @@ def test_render_refuses_unsafe_values() -> None:
             render.env_file({**config, "jupyter": {"port": 8889, "token_file": bad}}, "/home/ubuntu", "/home/u/r")
     assert json.loads(render.server_config(config))["MappingKernelManager"]["default_kernel_name"] == "k"
     assert json.loads(render.jupyter_config(config)) == {"KernelSpecManager": {"ensure_native_kernel": False}}
-
-
-def test_jupyterlab_overrides_turn_the_news_prompt_off() -> None:
-    overrides = json.loads((PACKER / "files/jupyterlab-overrides.json").read_text())
-    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
-    stage = (PACKER / "scripts/70-jupyter.sh").read_text()
-    assert '"$IF_SERVER/share/jupyter/lab/settings/overrides.json"' in stage
 
 
 # ---------------------------------------------------------------------------------- if_secret_scan
@@ -311,14 +307,6 @@ def test_idle_check_reads_kernels_without_counting_as_activity(monkeypatch: pyte
     assert asked == ["/api/status", "/api/kernels?no_track_activity=1"]
 
 
-def test_idle_timer_is_always_installed_and_cloud_init_kept() -> None:
-    stage = (PACKER / "scripts/70-jupyter.sh").read_text()
-    assert "enabled=(imagefactory-firstboot.service imagefactory-jupyter.service imagefactory-idle.timer)" in stage
-    cleanup = (PACKER / "scripts/90-cleanup.sh").read_text()
-    assert "cloud-init clean --logs" in cleanup
-    assert not re.search(r"(purge|remove)[^\n]*cloud-init|touch[^\n]*cloud-init\.disabled", cleanup)
-
-
 # ------------------------------------------------------------------------- if_smoke_server (waits)
 
 @pytest.fixture
@@ -362,3 +350,92 @@ def test_smoke_checks_the_news_setting(smoke_server: ModuleType, monkeypatch: py
     monkeypatch.setattr(smoke_server, "call", lambda *a, **k: (404, None))
     smoke_server.check_settings("http://x", "t")
     assert "WARNING" in capsys.readouterr().out
+
+
+# ------------------------------------------------------ stages run for real, in a container of the base
+
+@pytest.fixture(scope="module")
+def base_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The sandbox's Debian base rootfs, unpacked once, with the login user; stages run in it under bwrap."""
+    root = tmp_path_factory.mktemp("stage-root") / "root"
+    unpack(ensure_base(rootfs_cache_dir(), progress=lambda _: None), root)
+    in_root(root, None, ["useradd", "-m", "-s", "/bin/bash", "ubuntu"], check=True)
+    yield root
+    remove_tree(root)
+
+
+def in_root(root: Path, staged: Path | None, argv: list[str], check: bool = False) -> subprocess.CompletedProcess[str]:
+    bwrap = ["bwrap", "--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--clearenv",
+             "--setenv", "PATH", "/usr/sbin:/usr/bin:/sbin:/bin"]
+    if staged is not None:
+        bwrap += ["--bind", str(staged), REMOTE_DIR, "--setenv", "IF_DIR", REMOTE_DIR,
+                  "--setenv", "IF_CONFIG", f"{REMOTE_DIR}/config.json"]
+    return subprocess.run([*bwrap, "--", *argv], capture_output=True, text=True, check=check)
+
+
+def run_stage(root: Path, tmp_path: Path, stage: str, **config: object) -> subprocess.CompletedProcess[str]:
+    """Run packer/scripts/STAGE.sh as Packer does (as root, IF_DIR/IF_CONFIG set) with this config."""
+    staged = tmp_path / "provision"
+    shutil.copytree(PACKER / "scripts", staged / "scripts")
+    shutil.copytree(PACKER / "files", staged / "files")
+    recipe = Recipe(name="demo", source=Source("https://example.org/r", "main", "a" * 40))
+    values = {"build_id": "b1", "packer_version": "1.6.6", "factory_version": "0", "target": "sandbox",
+              "autostop_minutes": None, "kernel_name": "demo", **config}
+    (staged / "config.json").write_text(json.dumps(provision_config(recipe, **values)))  # type: ignore[arg-type]
+    return in_root(root, staged, ["bash", f"{REMOTE_DIR}/scripts/{stage}.sh"])
+
+
+@pytest.mark.parametrize("autostop", [None, 30])
+def test_70_jupyter_installs_and_enables_the_service_and_the_idle_timer(base_root: Path, tmp_path: Path,
+                                                                       autostop: int | None) -> None:
+    done = run_stage(base_root, tmp_path, "70-jupyter", autostop_minutes=autostop)
+    assert done.returncode == 0, done.stdout + done.stderr
+    systemd = base_root / "etc/systemd/system"
+    for wants in ("multi-user.target.wants/imagefactory-jupyter.service",
+                  "multi-user.target.wants/imagefactory-firstboot.service",
+                  "timers.target.wants/imagefactory-idle.timer"):
+        assert (systemd / wants).is_symlink(), f"{wants} is enabled, whatever the auto-stop setting"
+    settings = base_root / "opt/imagefactory/server/share/jupyter/lab/settings/overrides.json"
+    assert json.loads(settings.read_text())["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    env = (base_root / "etc/imagefactory/jupyter.env").read_text()
+    assert f"JUPYTER_TOKEN_FILE=/home/ubuntu/{TOKEN_FILE}\n" in env
+    assert ("IF_IDLE_MINUTES=30\n" in env) == (autostop == 30)
+    assert (systemd / "imagefactory-jupyter.service.d/10-user.conf").read_text().startswith("[Service]\nUser=ubuntu\n")
+
+
+CLOUD_INIT_STUB = "#!/bin/sh\necho \"$*\" >> /var/log/cloud-init-calls\n"
+
+
+def test_90_cleanup_empties_keys_and_ids_and_cleans_cloud_init_state(base_root: Path, tmp_path: Path) -> None:
+    home = base_root / "home/ubuntu"
+    (home / ".ssh").mkdir(exist_ok=True)
+    (home / ".ssh/authorized_keys").write_text("ssh-ed25519 AAAA build-key\n")
+    (home / ".bash_history").write_text("secret command\n")
+    (base_root / "etc/ssh/ssh_host_ed25519_key").write_text("host key\n")
+    (base_root / "etc/machine-id").write_text("0123456789abcdef\n")
+    stub = base_root / "usr/local/bin/cloud-init"
+    stub.write_text(CLOUD_INIT_STUB)
+    stub.chmod(0o755)
+    done = run_stage(base_root, tmp_path, "90-cleanup")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (home / ".ssh/authorized_keys").read_text() == ""
+    assert not (home / ".bash_history").exists() and not (base_root / "etc/ssh/ssh_host_ed25519_key").exists()
+    assert (base_root / "etc/machine-id").read_text() == ""
+    assert (base_root / "var/log/cloud-init-calls").read_text() == "clean --logs\n", "state cleaned, not removed"
+    assert stub.exists()
+
+
+def test_90_cleanup_refuses_an_image_whose_instances_could_not_get_their_key(base_root: Path, tmp_path: Path) -> None:
+    stub = base_root / "usr/local/bin/cloud-init"
+    stub.write_text(CLOUD_INIT_STUB)
+    stub.chmod(0o755)
+    (base_root / "etc/cloud").mkdir(exist_ok=True)
+    (base_root / "etc/cloud/cloud-init.disabled").touch()
+    done = run_stage(base_root, tmp_path / "disabled", "90-cleanup")
+    assert done.returncode != 0 and "cloud-init is disabled" in done.stderr
+    (base_root / "etc/cloud/cloud-init.disabled").unlink()
+    stub.unlink()
+    done = run_stage(base_root, tmp_path / "aws", "90-cleanup", target="aws")
+    assert done.returncode != 0 and "cloud-init is missing" in done.stderr
+    assert run_stage(base_root, tmp_path / "sandbox", "90-cleanup").returncode == 0, "the sandbox has none"
