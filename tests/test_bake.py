@@ -8,7 +8,6 @@ bundled example is tested in test_bake_provision.py.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -272,26 +271,3 @@ def test_an_error_that_a_cleanup_step_raised_stands_for_the_failure_it_hid() -> 
     assert cause is emulator_gone and outcome is not None
     status, message = what_happened(cause, outcome, stage="build", cleanup=Cleanup(error="the emulator is gone"))
     assert status == "failed" and message.startswith("the sandbox emulator (pid 7) stopped during the build; ")
-
-
-def test_sigterm_cancels_packer_and_is_recorded_as_such(home: Home, make_repo: MakeRepo) -> None:
-    """Library level: a KeyboardInterrupt subclass carrying .signum, as the CLI's edge raises for SIGTERM."""
-    repo = make_repo({"requirements.txt": "six\n"}, name="terminated")
-    run_cli(home, "sandbox.up", check=True)
-    shim = ("import signal\nclass Terminated(KeyboardInterrupt):\n    signum = signal.SIGTERM\n"
-            "def handler(signum, frame):\n    raise Terminated()\nsignal.signal(signal.SIGTERM, handler)\n"
-            "from imagefactory.main import program\nprogram.run()\n")
-    argv = [sys.executable, "-c", shim, "bake", "--api-only", "--repo", repo.as_uri()]
-    env = cli_env(home, AWS_POLL_DELAY_SECONDS="2")
-    proc = subprocess.Popen(argv, cwd=home.root, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            text=True, start_new_session=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "Launching a source AWS instance" in line:
-            os.killpg(proc.pid, signal.SIGTERM)
-            break
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1].startswith("error: interrupted: cancelled by SIGTERM during Packer's step")
-    (build,) = builds_of(home, "terminated")
-    assert build.status == "interrupted" and build.error is not None and "cancelled by SIGTERM" in build.error
