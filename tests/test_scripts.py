@@ -352,44 +352,41 @@ def test_smoke_checks_the_news_setting(smoke_server: ModuleType, monkeypatch: py
     assert "WARNING" in capsys.readouterr().out
 
 
-# ------------------------------------------------------ stages run for real, in a container of the base
+# -------------------------------------------------------- stages run for real, chrooted into the base
 
 @pytest.fixture(scope="module")
 def base_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The sandbox's Debian base rootfs, unpacked once, with the login user; stages run in it under bwrap."""
+    """The sandbox's Debian base rootfs, unpacked once, with the login user; stages run in it, chrooted."""
     root = tmp_path_factory.mktemp("stage-root") / "root"
     unpack(ensure_base(rootfs_cache_dir(), progress=lambda _: None), root)
-    in_root(root, None, ["useradd", "-m", "-s", "/bin/bash", "ubuntu"], check=True)
+    in_root(root, ["useradd", "-m", "-s", "/bin/bash", "ubuntu"], check=True)
     yield root
     remove_tree(root)
 
 
-def in_root(root: Path, staged: Path | None, argv: list[str], check: bool = False) -> subprocess.CompletedProcess[str]:
-    bwrap = ["bwrap", "--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--clearenv",
-             "--setenv", "PATH", "/usr/sbin:/usr/bin:/sbin:/bin"]
-    if staged is not None:
-        bwrap += ["--bind", str(staged), REMOTE_DIR, "--setenv", "IF_DIR", REMOTE_DIR,
-                  "--setenv", "IF_CONFIG", f"{REMOTE_DIR}/config.json"]
-    return subprocess.run([*bwrap, "--", *argv], capture_output=True, text=True, check=check)
+def in_root(root: Path, argv: list[str], check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run argv chrooted into root, as root, with the stages' environment (IF_DIR/IF_CONFIG as Packer sets)."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "IF_DIR": REMOTE_DIR, "IF_CONFIG": f"{REMOTE_DIR}/config.json"}
+    return subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, check=check, env=env)
 
 
-def run_stage(root: Path, tmp_path: Path, stage: str, **config: object) -> subprocess.CompletedProcess[str]:
+def run_stage(root: Path, stage: str, **config: object) -> subprocess.CompletedProcess[str]:
     """Run packer/scripts/STAGE.sh as Packer does (as root, IF_DIR/IF_CONFIG set) with this config."""
-    staged = tmp_path / "provision"
+    staged = root / REMOTE_DIR.lstrip("/")
+    shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(PACKER / "scripts", staged / "scripts")
     shutil.copytree(PACKER / "files", staged / "files")
     recipe = Recipe(name="demo", source=Source("https://example.org/r", "main", "a" * 40))
     values = {"build_id": "b1", "packer_version": "1.6.6", "factory_version": "0", "target": "sandbox",
               "autostop_minutes": None, "kernel_name": "demo", **config}
     (staged / "config.json").write_text(json.dumps(provision_config(recipe, **values)))  # type: ignore[arg-type]
-    return in_root(root, staged, ["bash", f"{REMOTE_DIR}/scripts/{stage}.sh"])
+    return in_root(root, ["bash", f"{REMOTE_DIR}/scripts/{stage}.sh"])
 
 
 @pytest.mark.parametrize("autostop", [None, 30])
-def test_70_jupyter_installs_and_enables_the_service_and_the_idle_timer(base_root: Path, tmp_path: Path,
+def test_70_jupyter_installs_and_enables_the_service_and_the_idle_timer(base_root: Path,
                                                                        autostop: int | None) -> None:
-    done = run_stage(base_root, tmp_path, "70-jupyter", autostop_minutes=autostop)
+    done = run_stage(base_root, "70-jupyter", autostop_minutes=autostop)
     assert done.returncode == 0, done.stdout + done.stderr
     systemd = base_root / "etc/systemd/system"
     for wants in ("multi-user.target.wants/imagefactory-jupyter.service",
@@ -407,7 +404,7 @@ def test_70_jupyter_installs_and_enables_the_service_and_the_idle_timer(base_roo
 CLOUD_INIT_STUB = "#!/bin/sh\necho \"$*\" >> /var/log/cloud-init-calls\n"
 
 
-def test_90_cleanup_empties_keys_and_ids_and_cleans_cloud_init_state(base_root: Path, tmp_path: Path) -> None:
+def test_90_cleanup_empties_keys_and_ids_and_cleans_cloud_init_state(base_root: Path) -> None:
     home = base_root / "home/ubuntu"
     (home / ".ssh").mkdir(exist_ok=True)
     (home / ".ssh/authorized_keys").write_text("ssh-ed25519 AAAA build-key\n")
@@ -417,7 +414,7 @@ def test_90_cleanup_empties_keys_and_ids_and_cleans_cloud_init_state(base_root: 
     stub = base_root / "usr/local/bin/cloud-init"
     stub.write_text(CLOUD_INIT_STUB)
     stub.chmod(0o755)
-    done = run_stage(base_root, tmp_path, "90-cleanup")
+    done = run_stage(base_root, "90-cleanup")
     assert done.returncode == 0, done.stdout + done.stderr
     assert (home / ".ssh/authorized_keys").read_text() == ""
     assert not (home / ".bash_history").exists() and not (base_root / "etc/ssh/ssh_host_ed25519_key").exists()
@@ -426,16 +423,16 @@ def test_90_cleanup_empties_keys_and_ids_and_cleans_cloud_init_state(base_root: 
     assert stub.exists()
 
 
-def test_90_cleanup_refuses_an_image_whose_instances_could_not_get_their_key(base_root: Path, tmp_path: Path) -> None:
+def test_90_cleanup_refuses_an_image_whose_instances_could_not_get_their_key(base_root: Path) -> None:
     stub = base_root / "usr/local/bin/cloud-init"
     stub.write_text(CLOUD_INIT_STUB)
     stub.chmod(0o755)
     (base_root / "etc/cloud").mkdir(exist_ok=True)
     (base_root / "etc/cloud/cloud-init.disabled").touch()
-    done = run_stage(base_root, tmp_path / "disabled", "90-cleanup")
+    done = run_stage(base_root, "90-cleanup")
     assert done.returncode != 0 and "cloud-init is disabled" in done.stderr
     (base_root / "etc/cloud/cloud-init.disabled").unlink()
     stub.unlink()
-    done = run_stage(base_root, tmp_path / "aws", "90-cleanup", target="aws")
+    done = run_stage(base_root, "90-cleanup", target="aws")
     assert done.returncode != 0 and "cloud-init is missing" in done.stderr
-    assert run_stage(base_root, tmp_path / "sandbox", "90-cleanup").returncode == 0, "the sandbox has none"
+    assert run_stage(base_root, "90-cleanup").returncode == 0, "the sandbox has none"
