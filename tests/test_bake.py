@@ -271,3 +271,18 @@ def test_an_error_that_a_cleanup_step_raised_stands_for_the_failure_it_hid() -> 
     assert cause is emulator_gone and outcome is not None
     status, message = what_happened(cause, outcome, stage="build", cleanup=Cleanup(error="the emulator is gone"))
     assert status == "failed" and message.startswith("the sandbox emulator (pid 7) stopped during the build; ")
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_the_emulator_or_aws(tmp_path: Path) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    from imagefactory.bake_failure import connection_error
+    from imagefactory.cloud.target import Target
+    from imagefactory.errors import CloudError
+
+    refused = EndpointConnectionError(endpoint_url="http://127.0.0.1:9/")
+    sandbox = connection_error(refused, Target("sandbox", "1", "http://127.0.0.1:9"), tmp_path)
+    assert isinstance(sandbox, SandboxError) and "\n" not in str(sandbox)
+    assert sandbox.message.startswith("the sandbox emulator at http://127.0.0.1:9 does not answer")
+    assert isinstance(connection_error(refused, Target("aws", "1"), tmp_path), CloudError)
+    assert connection_error(ValueError("x"), Target("aws", "1"), tmp_path) is None
