@@ -24,7 +24,7 @@ from imagefactory.errors import BakeInterrupted, CloudError, FactoryError, Sandb
 from imagefactory.packer import BuildOutcome, PackerCancelled
 
 Progress = Callable[[str], None]
-STAGES = {"setup": "setting up", "machine": "starting the sandbox build machine", "render": "rendering the template",
+STAGES = {"setup": "setting up", "machine": "the sandbox build machine", "render": "rendering the template",
           "validate": "validating the template", "build": "Packer's build", "pack": "packing the sandbox image",
           "record": "recording the build"}
 MESSAGE_MAX = 500

@@ -42,15 +42,20 @@ Progress = Callable[[str], None]
 
 
 class Clock:
+    """Times each stage; remembers the innermost stage a failure (or Ctrl-C) came out of."""
+
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
-        self.current: str | None = None  # the stage running now, or the last one that ran
+        self.failed_in: str | None = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        started, self.current = time.perf_counter(), name
+        started = time.perf_counter()
         try:
             yield
+        except BaseException:
+            self.failed_in = self.failed_in or name
+            raise
         finally:
             self.timings[name] = round(time.perf_counter() - started, 4)
 
@@ -163,7 +168,7 @@ class Job:
     def fail(self, exc: BaseException) -> NoReturn:
         """Clean up, record what happened, and raise it as one error (see bake_failure)."""
         error = finish_failed(self.target, self.recipe.image.regions, self.base_build(), self.entry(),
-                              self.home.catalog_path(self.target.kind), exc, stage=self.clock.current,
+                              self.home.catalog_path(self.target.kind), exc, stage=self.clock.failed_in,
                               emulator_dir=self.home.emulator_dir, progress=self.progress)
         if error is exc:
             raise exc
