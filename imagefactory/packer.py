@@ -10,20 +10,20 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
-from imagefactory.errors import BakeInterrupted, PackerError
+from imagefactory.errors import FactoryError, PackerError
+from imagefactory.packer_run import Supervised
 from imagefactory.proc import run
 
 INSTALL_HINT = ("install Packer: 'sudo apt-get install packer' on Debian/Ubuntu, or see "
                 "https://developer.hashicorp.com/packer/install; or set IMAGEFACTORY_PACKER to its path")
 QUIET_PREFIXES = ("Adding tag:",)  # per-tag chatter; still in packer.log
 VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+AMI_CREATED_RE = re.compile(r"\bAMI: (ami-[0-9a-f]+)")  # amazon-ebs's message right after CreateImage
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ class Packer:
     caps: Capabilities
 
 
+Abort = Callable[[], "FactoryError | None"]
+CANCEL_TIMEOUT = 600.0  # what Packer gets to delete its instance, key and group after Ctrl-C or a signal
+ABORT_TIMEOUT = 5.0     # ... after an abort (e.g. the emulator died: there is nothing it can reach to delete)
+
+
 @dataclass(frozen=True)
 class Event:
     """One parsed machine-readable line: `timestamp,target,type,data...`."""
@@ -72,12 +77,28 @@ class Event:
 
 @dataclass
 class BuildOutcome:
+    """What one `packer build` did, as far as its machine-readable output and manifest tell."""
+
     ok: bool
     amis: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     log_path: Path | None = None
     run_uuid: str | None = None
     summaries: set[str] = field(default_factory=set)
+    created: list[str] = field(default_factory=list)  # AMIs Packer said it created, even if it removed them
+    last_step: str | None = None                      # the last step Packer announced ("Creating AMI ...")
+    killed: bool = False                              # did not stop in time after a cancel: SIGKILLed
+
+
+class PackerCancelled(PackerError):
+    """Packer was cancelled and has stopped: by a KeyboardInterrupt (Ctrl-C, or a signal the CLI raises
+    as one) or by an abort (a FactoryError such as "the sandbox emulator stopped"). Carries what Packer
+    did so far, so the bake can record what really happened."""
+
+    def __init__(self, outcome: BuildOutcome, cause: BaseException) -> None:
+        super().__init__("Packer was cancelled", f"Packer's log: {outcome.log_path}")
+        self.outcome = outcome
+        self.cause = cause
 
 
 def find_packer(env: Mapping[str, str] | None = None) -> Packer:
@@ -99,6 +120,20 @@ def parse_line(line: str) -> Event | None:
         return None
     data = tuple(p.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "\r") for p in parts[3:])
     return Event(target=parts[1], kind=parts[2], data=data)
+
+
+def note(event: Event, outcome: BuildOutcome) -> None:
+    """Record what an event says about the build: artifacts, errors, AMIs created, the current step."""
+    if event.kind == "artifact" and len(event.data) >= 3 and event.data[1] == "id":
+        outcome.amis.update(parse_artifact_id(event.data[2]))
+    elif event.kind == "error" and event.data:
+        outcome.errors.append(event.data[0].strip())
+    elif event.kind == "ui" and len(event.data) >= 2:
+        text = event.data[1].strip()
+        if event.data[0] == "say" and text.startswith("==> "):
+            outcome.last_step = text.partition(": ")[2] or text[4:]
+        elif event.data[0] == "message" and (created := AMI_CREATED_RE.search(text)):
+            outcome.created.append(created.group(1))
 
 
 def readable(event: Event) -> str | None:
@@ -161,75 +196,61 @@ def init(packer: Packer, build_dir: Path, env: Mapping[str, str], progress: Call
                           "check network access to the plugin source (github.com)")
 
 
+
+
 def build(packer: Packer, build_dir: Path, var_file: Path, env: Mapping[str, str],
-          progress: Callable[[str], None]) -> BuildOutcome:
+          progress: Callable[[str], None], *, abort: Abort | None = None) -> BuildOutcome:
     """Run `packer build -machine-readable`, streaming readable progress and keeping the full log.
 
-    Packer runs in its own session so a terminal Ctrl-C reaches only us; we forward exactly one SIGINT,
-    let Packer clean up its cloud resources, then raise BakeInterrupted.
+    Packer runs in its own session, so a terminal's Ctrl-C reaches only us. On KeyboardInterrupt (or any
+    subclass: SIGTERM/SIGHUP arrive as one), or when `abort()` (asked every second) returns an error,
+    Packer's whole process group is cancelled and waited for (see `packer_run.Supervised.cancel`); then
+    PackerCancelled is raised, carrying the outcome so far.
     """
     log_path = build_dir / "packer.log"
     argv = _argv(packer, "build", build_dir, var_file, ["-machine-readable", "-color=false"])
     env = {**env, "PACKER_LOG": "1", "PACKER_LOG_PATH": str(build_dir / "packer-debug.log"),
            "CHECKPOINT_DISABLE": "1"}
     outcome = BuildOutcome(ok=False, log_path=log_path)
-    with log_path.open("w") as log, subprocess.Popen(
-        argv, cwd=build_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    ) as proc:
+    with log_path.open("w") as log, Supervised(argv, build_dir, env, lambda line: _line(line, log, outcome,
+                                                                                        progress)) as proc:
         try:
-            _consume(proc, log, outcome, progress)
-            proc.wait()
-        except KeyboardInterrupt:
-            _interrupt(proc, log, outcome, progress)
-            raise BakeInterrupted("interrupted: Packer cancelled the build and cleaned up",
-                                  f"Packer's log: {log_path}") from None
+            reason = proc.follow(abort)
+        except KeyboardInterrupt as exc:
+            _cancel(proc, outcome, CANCEL_TIMEOUT, progress)
+            raise PackerCancelled(outcome, exc) from None
+        if reason is not None:
+            _cancel(proc, outcome, ABORT_TIMEOUT, progress)
+            raise PackerCancelled(outcome, reason)
+        returncode = proc.returncode
     uuid, manifest_amis = read_manifest(build_dir / "manifest.json")
     outcome.run_uuid = uuid
     if manifest_amis:
         outcome.amis = manifest_amis
-    outcome.ok = proc.returncode == 0 and bool(outcome.amis)
-    if proc.returncode == 0 and not outcome.amis:
+    outcome.ok = returncode == 0 and bool(outcome.amis)
+    if returncode == 0 and not outcome.amis:
         outcome.errors.append("Packer finished but reported no AMI")
     return outcome
 
 
-def _consume(proc: subprocess.Popen[str], log, outcome: BuildOutcome,  # type: ignore[no-untyped-def]
-             progress: Callable[[str], None]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        log.write(line)
-        log.flush()
-        event = parse_line(line.rstrip("\n"))
-        if event is None:
-            continue
-        if event.kind == "artifact" and len(event.data) >= 3 and event.data[1] == "id":
-            outcome.amis.update(parse_artifact_id(event.data[2]))
-        elif event.kind == "error" and event.data:
-            outcome.errors.append(event.data[0].strip())
-        text = readable(event)
-        if text and text.startswith("--> "):  # the artifact summary, repeated once per post-processor
-            if text in outcome.summaries:
-                continue
-            outcome.summaries.add(text)
-        if text:
-            for part in text.splitlines():
-                progress(part)
+def _cancel(proc: Supervised, outcome: BuildOutcome, timeout: float, progress: Callable[[str], None]) -> None:
+    step = outcome.last_step  # the step that was cancelled, not the clean-up steps that follow
+    outcome.killed = not proc.cancel(timeout, progress)
+    outcome.last_step = step
 
 
-def _interrupt(proc: subprocess.Popen[str], log, outcome: BuildOutcome,  # type: ignore[no-untyped-def]
-               progress: Callable[[str], None]) -> None:
-    progress("interrupted: asking Packer to cancel and clean up (this can take a minute)...")
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + 600
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            _consume(proc, log, outcome, progress)
-            proc.wait(timeout=5)
-        except KeyboardInterrupt:
-            progress("still cleaning up; Packer must delete what it created. Please wait.")
-        except subprocess.TimeoutExpired:
-            continue
-    if proc.poll() is None:
-        proc.kill()
+def _line(line: str, log: TextIO, outcome: BuildOutcome, progress: Callable[[str], None]) -> None:
+    log.write(line)
+    log.flush()
+    event = parse_line(line.rstrip("\n"))
+    if event is None:
+        return
+    note(event, outcome)
+    text = readable(event)
+    if text and text.startswith("--> "):  # the artifact summary, repeated once per post-processor
+        if text in outcome.summaries:
+            return
+        outcome.summaries.add(text)
+    if text:
+        for part in text.splitlines():
+            progress(part)

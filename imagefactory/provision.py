@@ -13,6 +13,10 @@ then, in this order:
 3. `file` provisioner, `direction = "download"`: `/etc/imagefactory/manifest.json` into the build dir.
 4. `shell` provisioner: `90-cleanup.sh`, `95-secret-scan.sh` (`stage_scripts()[1]`), same command.
 
+The template holds none of these values: `Provisioners.values()` hands the scripts, EXECUTE_COMMAND,
+REMOTE_DIR and MANIFEST_PATH to Packer as variables. `repo.tar` (mode 0600) is removed when the build
+ends, on every path (`drop_repo_copy`): it is a copy of the repository, with whatever it holds.
+
 `repo.tar` holds the checkout at the recorded commit. For a git checkout (any commit that is not a
 `dir-sha256:` digest) it is a bare clone `repo.git/` of the checkout (shallow if the checkout is;
 `git bundle` cannot carry a shallow history); `source.archive` is `"git"`. For a plain directory it holds
@@ -42,6 +46,9 @@ config.json (config_version 1); every value reaches the scripts verbatim, as dat
                                              never); /etc/imagefactory/autostop-minutes, written by `launch`
                                              through user data, wins at run time (0: off). Every image has
                                              the idle timer.
+    smoke           {required: [str], if_installed: [str]}   distributions the smoke test imports (the
+                                             recipe's files, parsed by the factory); if_installed ones (conda
+                                             packages) only when they installed a Python distribution
     prefix          "/opt/imagefactory"      server/, kernel/, tools/, bin/ live under it
     versions        {packer: str, factory: str}
 
@@ -58,7 +65,9 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imagefactory import proc
 from imagefactory.contract import shipped
@@ -74,6 +83,8 @@ TOKEN_FILE = ".jupyter/imagefactory-token"
 EXECUTE_COMMAND = (f"sudo -E env IF_CONFIG={REMOTE_DIR}/config.json IF_DIR={REMOTE_DIR} "
                    "bash '{{ .Path }}'")
 PACKER_DIR = shipped()
+PROVISION_DIR = "provision"  # in the build dir: what the file provisioner uploads to REMOTE_DIR
+REPO_TAR = "repo.tar"
 DIR_COMMIT_PREFIX = "dir-sha256:"
 KERNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STAGE_RE = re.compile(r"(\d\d)-[a-z0-9-]+\.sh")
@@ -87,8 +98,11 @@ Rehearse = Callable[[str], str | None]
 
 
 def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, factory_version: str,
-                     target: str, autostop_minutes: int | None, kernel_name: str) -> dict:
-    """The JSON-able config.json for one build (schema in the module docstring). Pure."""
+                     target: str, autostop_minutes: int | None, kernel_name: str,
+                     smoke: dict[str, list[str]] | None = None) -> dict:
+    """The JSON-able config.json for one build (schema in the module docstring); `smoke` is what
+    `imagefactory.smoke.smoke_packages` found (None: nothing to import). Pure."""
+    smoke = smoke or {"required": [], "if_installed": []}
     _check_inputs(recipe, build_id=build_id, target=target, autostop_minutes=autostop_minutes,
                   kernel_name=kernel_name)
     env = recipe.environment
@@ -118,6 +132,7 @@ def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, fact
         "jupyter": {"port": recipe.jupyter.port, "extensions": list(recipe.jupyter.extensions),
                     "token_file": TOKEN_FILE},
         "autostop_minutes": autostop_minutes,
+        "smoke": {"required": list(smoke["required"]), "if_installed": list(smoke["if_installed"])},
         "prefix": PREFIX,
         "versions": {"packer": packer_version, "factory": factory_version},
     }
@@ -154,12 +169,38 @@ def stage_scripts(packer_dir: Path = PACKER_DIR) -> tuple[list[Path], list[Path]
     return before, [p for p in names if p not in before]
 
 
+@dataclass(frozen=True)
+class Provisioners:
+    """What the template's provisioners run, as Packer variables: the stage scripts (relative to the build
+    dir) before and after the manifest download, and the contract's command and paths."""
+
+    scripts: tuple[str, ...] = ()
+    cleanup: tuple[str, ...] = ()
+
+    def values(self) -> dict[str, Any]:
+        return {"provision_dir": PROVISION_DIR, "provision_scripts": list(self.scripts),
+                "cleanup_scripts": list(self.cleanup), "execute_command": EXECUTE_COMMAND,
+                "remote_dir": REMOTE_DIR, "manifest_path": MANIFEST_PATH}
+
+
+def provisioners(packer_dir: Path = PACKER_DIR) -> Provisioners:
+    """The stages of `packer_dir/scripts`, as the staged folder holds them."""
+    before, after = stage_scripts(packer_dir)
+    return Provisioners(tuple(f"{PROVISION_DIR}/scripts/{p.name}" for p in before),
+                        tuple(f"{PROVISION_DIR}/scripts/{p.name}" for p in after))
+
+
+def drop_repo_copy(build_dir: Path) -> None:
+    """Remove the uploaded copy of the repository from the build dir (when the build ends, on every path)."""
+    (build_dir / PROVISION_DIR / REPO_TAR).unlink(missing_ok=True)
+
+
 def stage_provision_dir(build_dir: Path, recipe: Recipe, config: dict, checkout: Path,
                         extra_ca: Path | None, *, packer_dir: Path = PACKER_DIR) -> Path:
     """Make `build_dir/provision/` (replacing any old one) for Packer to upload; return its path."""
     if config["source"]["commit"] != recipe.source.commit:
         raise RenderError("config.json and the recipe name different commits", "render the config again")
-    out = build_dir / "provision"
+    out = build_dir / PROVISION_DIR
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -167,10 +208,12 @@ def stage_provision_dir(build_dir: Path, recipe: Recipe, config: dict, checkout:
     shutil.copytree(packer_dir / "scripts", out / "scripts", ignore=ignore)
     shutil.copytree(packer_dir / "files", out / "files", ignore=ignore)
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    repo_tar = out / REPO_TAR
+    repo_tar.touch(mode=0o600)
     if config["source"]["archive"] == "git":
-        _tar_git(checkout, recipe.source.commit, out / "repo.tar")
+        _tar_git(checkout, recipe.source.commit, repo_tar)
     else:
-        _tar_files(checkout, out / "repo.tar")
+        _tar_files(checkout, repo_tar)
     if extra_ca is not None:
         shutil.copyfile(extra_ca, out / "extra-ca.pem")
     return out

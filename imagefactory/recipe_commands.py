@@ -132,8 +132,8 @@ def bake_recipe(home: Home, found: Checkout, *, regions: tuple[str, ...] | None,
     if regions:
         recipe = recipe.with_regions(regions)
     if python:
-        recipe = recipe.with_python(PythonSpec(python, "override", "--python given on the command line"))
-        Recipe.from_dict(recipe.to_dict(), "--python")
+        overridden = recipe.with_python(PythonSpec(python, "override", "--python given on the command line"))
+        recipe = Recipe.from_dict(overridden.to_dict(), "--python")  # the override, validated like a recipe file
     return recipe, path, notes
 
 

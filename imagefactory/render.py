@@ -8,6 +8,7 @@ control characters. Quotes, `${`, `%{`, `$(` and backticks are harmless in a JSO
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -20,12 +21,14 @@ import jinja2
 from imagefactory.bases import BASES
 from imagefactory.errors import RenderError
 from imagefactory.packer import Capabilities
+from imagefactory.provision import Provisioners
 from imagefactory.recipe.model import Recipe
 
 VAR_FILE = "imagefactory.pkrvars.json"
 TEMPLATES = ("versions", "variables", "source", "build")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TAG_VALUE_MAX = 256
+NO_PROVISIONERS = Provisioners()  # an API-only build: communicator none, nothing runs
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,13 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
 
 
 def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: str, endpoint: str | None,
-                ssh: SshEndpoint | None = None, scripts: tuple[list[str], list[str]] = ([], [])) -> dict[str, Any]:
-    """The values of one build, for the generated var file. Pure."""
+                ssh_sources: tuple[str, ...], ssh: SshEndpoint | None = None,
+                provisioners: Provisioners = NO_PROVISIONERS) -> dict[str, Any]:
+    """The values of one build, for the generated var file. `ssh_sources` are the CIDRs the build
+    instance's temporary security group admits ssh from (the caller's /32). Pure."""
+    if not ssh_sources or any(_wide(cidr) for cidr in ssh_sources):
+        raise RenderError(f"the build instance's ssh sources {list(ssh_sources)} are not single addresses",
+                          "pass the caller's address as a /32 (IPv6: /128)")
     base = BASES[recipe.image.base]
     tags = image_tags(recipe, build_id=build_id, target=target, factory_version=factory_version)
     values: dict[str, Any] = {
@@ -114,8 +122,8 @@ def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: 
         "ssh_username": recipe.image.login_user,
         "sandbox": target == "sandbox",
         "endpoint_ec2": endpoint or "",
-        "provision_scripts": scripts[0],
-        "cleanup_scripts": scripts[1],
+        "ssh_source_cidrs": list(ssh_sources),
+        **provisioners.values(),
     }
     if ssh is not None:
         values.update({"ssh_host": ssh.host, "ssh_port": ssh.port, "ssh_keypair_name": ssh.keypair_name,
@@ -123,9 +131,25 @@ def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: 
     return values
 
 
+def _wide(cidr: str) -> bool:
+    try:
+        network = ipaddress.ip_network(cidr, strict=True)
+    except ValueError:
+        return True
+    return network.prefixlen != network.max_prefixlen
+
+
+def make_build_dir(build_dir: Path) -> Path:
+    """The build's folder, readable by its owner only (it holds the build key and the uploaded repo)."""
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    build_dir.mkdir(mode=0o700, exist_ok=True)
+    build_dir.chmod(0o700)
+    return build_dir
+
+
 def write_build_dir(build_dir: Path, files: Mapping[str, str], values: Mapping[str, Any]) -> Path:
     """Write the rendered templates and the var file; returns the var file's path."""
-    build_dir.mkdir(parents=True, exist_ok=True)
+    make_build_dir(build_dir)
     for name, text in files.items():
         (build_dir / name).write_text(text)
     var_file = build_dir / VAR_FILE

@@ -20,7 +20,10 @@ import pytest
 from conftest import MakeRepo, cli_env, git, run_cli
 
 from imagefactory import catalog
+from imagefactory.bake_failure import Cleanup, unwrap, what_happened
+from imagefactory.errors import SandboxError
 from imagefactory.home import Home
+from imagefactory.packer import BuildOutcome, PackerCancelled
 from imagefactory.sandbox.emulator import status
 
 THREE = "us-west-2,us-east-2,eu-west-1"
@@ -214,3 +217,72 @@ def test_task_help_after_the_task_name_shows_help(command: str) -> None:
                           text=True, timeout=60)
     assert done.returncode == 0 and f"invoke [--core-opts] {command}" in done.stdout and "Options:" in done.stdout
     assert "SANDBOX" not in done.stderr, "asking for help must not start the emulator"
+
+
+# ------------------------------------------------------------------------ what a failed bake records
+
+class Terminated(KeyboardInterrupt):
+    """What the CLI raises for SIGTERM: a KeyboardInterrupt subclass naming its signal."""
+
+    signum = signal.SIGTERM
+
+
+def cancelled(step: str | None = None, created: tuple[str, ...] = (), killed: bool = False) -> PackerCancelled:
+    outcome = BuildOutcome(ok=False, created=list(created), last_step=step, killed=killed)
+    return PackerCancelled(outcome, KeyboardInterrupt())
+
+
+def test_a_cancel_before_any_ami_says_so() -> None:
+    cause, outcome = unwrap(cancelled("Provisioning with shell script: provision/scripts/60-post-build.sh"))
+    assert what_happened(cause, outcome, stage="build", cleanup=Cleanup()) == (
+        "interrupted", "cancelled by Ctrl-C during Packer's step 'Provisioning with shell script: "
+                       "provision/scripts/60-post-build.sh'; no AMI had been created (none of this build exists)")
+
+
+def test_a_cancel_after_amis_existed_names_what_the_sweep_removed() -> None:
+    cause, outcome = unwrap(cancelled("Creating AMI tags", created=("ami-1",)))
+    status, message = what_happened(cause, outcome, stage="build",
+                                    cleanup=Cleanup(removed=("us-west-2:ami-1", "us-east-2:ami-2")))
+    assert status == "interrupted"
+    assert message.endswith("AMIs had been created: the clean-up deregistered us-west-2:ami-1, us-east-2:ami-2 "
+                            "and their snapshots")
+    _, message = what_happened(cause, outcome, stage="build", cleanup=Cleanup())
+    assert message.endswith("Packer had created ami-1 and removed it while cancelling; no AMI of this build remains")
+
+
+def test_a_signal_is_named_and_a_killed_packer_says_what_may_be_left() -> None:
+    status, message = what_happened(Terminated(), None, stage="pack", cleanup=Cleanup())
+    assert (status, message) == ("interrupted", "cancelled by SIGTERM during packing the sandbox image; "
+                                                "no AMI had been created (none of this build exists)")
+    cause, outcome = unwrap(cancelled(killed=True))
+    assert "was killed: its build instance, key pair and security group (named packer_*) may be left" in (
+        what_happened(cause, outcome, stage="build", cleanup=Cleanup(error="timeout"))[1])
+
+
+def test_an_error_that_a_cleanup_step_raised_stands_for_the_failure_it_hid() -> None:
+    emulator_gone = SandboxError("the sandbox emulator (pid 7) stopped during the build")
+    try:
+        try:
+            raise PackerCancelled(BuildOutcome(ok=False), emulator_gone)
+        finally:
+            raise ConnectionError("could not delete the key pair")  # as dataplane's finally does
+    except ConnectionError as exc:
+        cause, outcome = unwrap(exc)
+    assert cause is emulator_gone and outcome is not None
+    status, message = what_happened(cause, outcome, stage="build", cleanup=Cleanup(error="the emulator is gone"))
+    assert status == "failed" and message.startswith("the sandbox emulator (pid 7) stopped during the build; ")
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_the_emulator_or_aws(tmp_path: Path) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    from imagefactory.bake_failure import connection_error
+    from imagefactory.cloud.target import Target
+    from imagefactory.errors import CloudError
+
+    refused = EndpointConnectionError(endpoint_url="http://127.0.0.1:9/")
+    sandbox = connection_error(refused, Target("sandbox", "1", "http://127.0.0.1:9"), tmp_path)
+    assert isinstance(sandbox, SandboxError) and "\n" not in str(sandbox)
+    assert sandbox.message.startswith("the sandbox emulator at http://127.0.0.1:9 does not answer")
+    assert isinstance(connection_error(refused, Target("aws", "1"), tmp_path), CloudError)
+    assert connection_error(ValueError("x"), Target("aws", "1"), tmp_path) is None

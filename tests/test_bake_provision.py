@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from isolation_probe import ALL_REFUSED, plant
 
 from imagefactory import catalog
 from imagefactory.home import Home
+from imagefactory.provision import TOKEN_FILE
 from imagefactory.sandbox.archive import image_path, unpack
 from imagefactory.sandbox.teardown import remove_tree
 
@@ -86,7 +88,7 @@ def test_packed_image_holds_the_image_contract(example_image: Path, example_bake
     keys = example_image / "home/ubuntu/.ssh/authorized_keys"
     build_key = (Path(example_bake["result"]["build_dir"]) / "build-key.pub").read_text().split()[1]
     assert not keys.exists() or build_key not in keys.read_text()
-    assert not (example_image / "home/ubuntu/.jupyter/imagefactory-token").exists(), "token must not be baked"
+    assert not (example_image / "home/ubuntu" / TOKEN_FILE).exists(), "token must not be baked"
     assert not list((example_image / "etc/ssh").glob("ssh_host_*_key")), "host keys must not be baked"
     assert (example_image / "etc/machine-id").read_text().strip() == ""
     assert not (example_image / "tmp/imagefactory").exists()
@@ -102,6 +104,9 @@ def test_a_package_that_does_not_exist_fails_with_the_installers_error(home: Hom
     assert build.status == "failed" and not build.amis
     assert not image_path(home, build.id).exists()
     assert str(home.root) not in Path("/proc/mounts").read_text()
+    build_dir = Path(build.build_dir or "")
+    assert stat.S_IMODE(build_dir.stat().st_mode) == 0o700, "a failed build's folder is the owner's only"
+    assert not (build_dir / "provision" / "repo.tar").exists(), "and keeps no copy of the repository"
 
 
 def test_a_planted_cloud_key_is_stopped_by_the_secret_scan(home: Home, make_repo: MakeRepo) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -30,7 +31,8 @@ def recipe(repo: str = "https://github.com/o/r", commit: str = "a" * 40, python:
 
 def config(rec: Recipe, target: str = "sandbox", **kw: object) -> dict:
     args: dict = {"build_id": "20250101-abc", "packer_version": "1.6.6", "factory_version": "0.1.0",
-                  "target": target, "autostop_minutes": 30, "kernel_name": "demo"}
+                  "target": target, "autostop_minutes": 30, "kernel_name": "demo",
+                  "smoke": {"required": ["six"], "if_installed": []}}
     args.update(kw)
     return provision.provision_config(rec, **args)
 
@@ -59,10 +61,10 @@ def test_config_is_pure_and_json_able() -> None:
     assert first["config_version"] == 1
     assert set(first) == {"config_version", "build_id", "target", "recipe", "source", "login_user", "python",
                           "apt", "conda", "pip", "pipfile", "install_repo", "post_build", "kernel", "jupyter",
-                          "autostop_minutes", "prefix", "versions"}
+                          "autostop_minutes", "smoke", "prefix", "versions"}
     assert first["recipe"] == {"name": "demo", "digest": rec.digest()}
     assert first["post_build"] == ["postBuild"], "only scripts with run: true"
-    assert first["jupyter"] == {"port": 8890, "extensions": [], "token_file": ".jupyter/imagefactory-token"}
+    assert first["jupyter"] == {"port": 8890, "extensions": [], "token_file": provision.TOKEN_FILE}
     assert first["source"]["archive"] == "git" and first["source"]["dirname"] == "demo"
 
 
@@ -180,9 +182,37 @@ def test_stage_scripts_split_at_the_manifest_download() -> None:
     assert [p.name for p in after] == ["90-cleanup.sh", "95-secret-scan.sh"]
 
 
-def test_execute_command_matches_the_contract() -> None:
-    assert provision.EXECUTE_COMMAND == ("sudo -E env IF_CONFIG=/tmp/imagefactory/config.json "
-                                         "IF_DIR=/tmp/imagefactory bash '{{ .Path }}'")
+def test_execute_command_runs_a_stage_as_packer_does(tmp_path: Path) -> None:
+    """Packer replaces {{ .Path }} with the uploaded script; the command must hand it IF_CONFIG and IF_DIR
+    (pointing at REMOTE_DIR) and run it with bash. `sudo -E` (the build instance's) is a pass-through here."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/sudo").write_text('#!/bin/sh\n[ "$1" = -E ] && shift\nexec "$@"\n')
+    (tmp_path / "bin/sudo").chmod(0o755)
+    script = tmp_path / "my stage.sh"
+    script.write_text('printf "%s|%s|%s" "$IF_CONFIG" "$IF_DIR" "$BASH_VERSION"\n')
+    command = provision.EXECUTE_COMMAND.replace("{{ .Path }}", str(script))
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True, env=env)
+    config, remote, bash = done.stdout.split("|")
+    assert (config, remote) == (f"{provision.REMOTE_DIR}/config.json", provision.REMOTE_DIR) and bash
+
+
+def test_the_repo_copy_is_the_owners_only_and_dropped_when_the_build_ends(tmp_path: Path) -> None:
+    checkout = tmp_path / "src"
+    rec = recipe(commit=make_repo(checkout))
+    staged = provision.stage_provision_dir(tmp_path / "build", rec, config(rec), checkout, None)
+    assert stat.S_IMODE((staged / "repo.tar").stat().st_mode) == 0o600
+    provision.drop_repo_copy(tmp_path / "build")
+    assert not (staged / "repo.tar").exists() and (staged / "config.json").is_file()
+    provision.drop_repo_copy(tmp_path / "build")  # again: nothing to drop is fine
+
+
+def test_provisioners_name_the_staged_scripts_and_the_contract() -> None:
+    steps = provision.provisioners()
+    values = steps.values()
+    assert values["provision_scripts"][0] == "provision/scripts/10-base.sh"
+    assert values["cleanup_scripts"] == ["provision/scripts/90-cleanup.sh", "provision/scripts/95-secret-scan.sh"]
+    assert values["provision_dir"] == "provision" and values["execute_command"] == provision.EXECUTE_COMMAND
 
 
 # ------------------------------------------------------------------------------------- pre-flight

@@ -1,17 +1,23 @@
-"""Rendering: every combination passes the real `packer validate` and `packer fmt -check`; values
-never reach template text; Packer-version gating; the one filter refuses Go templates."""
+"""Rendering: every Packer 1.6.6 combination passes the real `packer validate` and `packer fmt -check`; the
+Packer >= 1.7 render (no such Packer here) is parsed as HCL2 and its structure checked; values never reach
+template text; ssh from one address only; the one filter refuses Go templates."""
 
 from __future__ import annotations
 
 import json
+import re
+import stat
 import subprocess
 from pathlib import Path
 
+import hcl2
 import pytest
+from hcl2 import SerializationOptions
 
 from imagefactory.errors import RenderError
 from imagefactory.home import SOURCE_ROOT
 from imagefactory.packer import Capabilities, find_packer
+from imagefactory.provision import EXECUTE_COMMAND, MANIFEST_PATH, REMOTE_DIR, Provisioners
 from imagefactory.recipe.model import Recipe, Source
 from imagefactory.render import (
     VAR_FILE,
@@ -25,6 +31,7 @@ from imagefactory.render import (
 
 TEMPLATES = SOURCE_ROOT / "packer" / "templates"
 NASTY = "x'\"${a}%{b}$(id)`id`;rm -rf /"
+HCL = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
 
 
 def recipe(repo: str = "https://example.org/r.git", ref: str = "main") -> Recipe:
@@ -45,7 +52,8 @@ def render(tmp_path: Path, target: str, provision: bool, rec: Recipe, version=(1
     (build_dir / "provision" / "a.sh").write_text("true\n")
     values = packer_vars(rec, build_id="b1", target=target, factory_version="0.1.0",
                          endpoint="http://127.0.0.1:1" if target == "sandbox" else None, ssh=ssh,
-                         scripts=(["provision/a.sh"], ["provision/a.sh"]))
+                         ssh_sources=("127.0.0.1/32",), provisioners=Provisioners(("provision/a.sh",),
+                                                                                  ("provision/a.sh",)))
     write_build_dir(build_dir, files, values)
     return build_dir
 
@@ -80,20 +88,69 @@ def test_user_values_reach_packer_only_through_the_var_file(tmp_path: Path) -> N
     assert values["tags"]["imagefactory:ref"] == NASTY
 
 
-def test_version_gating() -> None:
-    old = template_files(Features(Capabilities((1, 6, 6)), "aws", True), TEMPLATES)
-    new = template_files(Features(Capabilities((1, 10, 0)), "aws", True), TEMPLATES)
-    assert "versions.pkr.hcl" not in old
-    assert "required_plugins" in new["versions.pkr.hcl"]
-    assert "metadata_options" not in old["source.pkr.hcl"]
-    assert 'http_tokens                 = "required"' in new["source.pkr.hcl"]
+def parsed(features: Features) -> dict[str, dict]:
+    """Each rendered file as HCL2 structure (blocks as lists of dicts, strings unquoted)."""
+    return {name: hcl2.loads(text, serialization_options=HCL)
+            for name, text in template_files(features, TEMPLATES).items()}
 
 
-def test_sandbox_and_aws_differ_only_in_gated_parts() -> None:
-    aws = template_files(Features(Capabilities((1, 6, 6)), "aws", True), TEMPLATES)["source.pkr.hcl"]
-    sandbox = template_files(Features(Capabilities((1, 6, 6)), "sandbox", True), TEMPLATES)["source.pkr.hcl"]
-    assert "ssh_host" in sandbox and "ssh_host" not in aws
-    assert 'communicator = "ssh"' in aws
+def image_source(hcl: dict[str, dict]) -> dict:
+    (source,) = hcl["source.pkr.hcl"]["source"]
+    return source["amazon-ebs"]["image"]
+
+
+@pytest.mark.parametrize("target", ["aws", "sandbox"])
+@pytest.mark.parametrize("provision", [False, True])
+def test_the_packer_1_7_render_has_the_structure_packer_needs(tmp_path: Path, target: str, provision: bool) -> None:
+    hcl = parsed(Features(Capabilities((1, 10, 0)), target, provision))
+    assert sorted(hcl) == ["build.pkr.hcl", "source.pkr.hcl", "variables.pkr.hcl", "versions.pkr.hcl"]
+    (packer,) = hcl["versions.pkr.hcl"]["packer"]
+    (plugins,) = packer["required_plugins"]
+    assert plugins == {"amazon": {"source": "github.com/hashicorp/amazon", "version": ">= 1.2.0"}}
+    image = image_source(hcl)
+    assert image["metadata_options"] == [{"http_endpoint": "enabled", "http_tokens": "required",
+                                          "http_put_response_hop_limit": 1}]
+    assert image["temporary_security_group_source_cidrs"] == "${var.ssh_source_cidrs}"
+    assert image["communicator"] == ("ssh" if provision else "none")
+    assert ("ssh_host" in image) == (target == "sandbox" and provision)
+    (build,) = hcl["build.pkr.hcl"]["build"]
+    assert build["sources"] == ["source.amazon-ebs.image"]
+    steps = [(kind, body) for step in build.get("provisioner", []) for kind, body in step.items()]
+    assert [kind for kind, _ in steps] == (["file", "shell", "file", "shell"] if provision else [])
+    assert all(body["execute_command"] == "${var.execute_command}" for kind, body in steps if kind == "shell")
+    assert [next(iter(p)) for p in build["post-processor"]] == ["manifest"]
+    declared = {name for block in hcl["variables.pkr.hcl"]["variable"] for name in block}
+    var_file = json.loads((render(tmp_path, target, provision, recipe(), (1, 10, 0)) / VAR_FILE).read_text())
+    assert set(var_file) <= declared, "every value in the var file is a declared variable"
+    assert set(re.findall(r"\bvar\.([a-z0-9_]+)", json.dumps(hcl))) <= declared
+
+
+def test_packer_1_6_has_neither_plugins_nor_metadata_options_but_the_same_ssh_source() -> None:
+    hcl = parsed(Features(Capabilities((1, 6, 6)), "aws", True))
+    assert "versions.pkr.hcl" not in hcl
+    image = image_source(hcl)
+    assert "metadata_options" not in image
+    assert image["temporary_security_group_source_cidrs"] == "${var.ssh_source_cidrs}"
+
+
+def test_ssh_reaches_the_build_instance_from_one_address_only() -> None:
+    values = packer_vars(recipe(), build_id="b1", target="aws", factory_version="0", endpoint=None,
+                         ssh_sources=("203.0.113.7/32",))
+    assert values["ssh_source_cidrs"] == ["203.0.113.7/32"]
+    for wide in (("0.0.0.0/0",), ("203.0.113.0/24",), ("not-an-address",), ()):
+        with pytest.raises(RenderError, match="ssh sources"):
+            packer_vars(recipe(), build_id="b1", target="aws", factory_version="0", endpoint=None, ssh_sources=wide)
+
+
+def test_the_provisioners_command_and_paths_come_from_the_contract(tmp_path: Path) -> None:
+    values = json.loads((render(tmp_path, "aws", True, recipe()) / VAR_FILE).read_text())
+    assert values["execute_command"] == EXECUTE_COMMAND
+    assert (values["remote_dir"], values["manifest_path"]) == (REMOTE_DIR, MANIFEST_PATH)
+
+
+def test_the_build_dir_is_the_owners_only(tmp_path: Path) -> None:
+    build_dir = render(tmp_path, "aws", True, recipe())
+    assert stat.S_IMODE(build_dir.stat().st_mode) == 0o700
 
 
 @pytest.mark.parametrize("bad", ["{{ .SourceAMI }}", "a{{b", "line\nbreak", "tab\there", "nul\x00"])
@@ -105,7 +162,7 @@ def test_filter_refuses_go_templates_and_control_characters(bad: str) -> None:
 def test_go_template_in_a_ref_is_refused_before_packer_runs() -> None:
     with pytest.raises(RenderError, match="Go template"):
         packer_vars(recipe(ref="feature/{{.Env}}"), build_id="b1", target="aws", factory_version="0",
-                    endpoint=None)
+                    endpoint=None, ssh_sources=("203.0.113.7/32",))
 
 
 @pytest.mark.parametrize("ok", ["quote'd", 'dq"', "${var.x}", "%{if}", "$(id)", "`id`", "a;b|c&d"])

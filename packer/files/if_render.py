@@ -15,7 +15,7 @@ import sys
 
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]*")
 SAFE_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-TOKEN_FILE = ".jupyter/imagefactory-token"
+SAFE_RELATIVE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -31,7 +31,7 @@ def env_file(config: dict, home: str, repo_dir: str) -> str:
     values = {
         "IF_JUPYTER_PORT": str(int(config["jupyter"]["port"])),
         "IF_REPO_DIR": checked(repo_dir, SAFE_PATH, "repo directory"),
-        "JUPYTER_TOKEN_FILE": f"{home}/{TOKEN_FILE}",
+        "JUPYTER_TOKEN_FILE": f"{home}/{token_file(config)}",
         "SSL_CERT_FILE": CA_BUNDLE,
         "REQUESTS_CA_BUNDLE": CA_BUNDLE,
         "PIP_CERT": CA_BUNDLE,
@@ -40,6 +40,14 @@ def env_file(config: dict, home: str, repo_dir: str) -> str:
     if minutes is not None:
         values["IF_IDLE_MINUTES"] = str(int(minutes))
     return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def token_file(config: dict) -> str:
+    """The token file's path relative to the login user's home (config jupyter.token_file)."""
+    rel = checked(config["jupyter"]["token_file"], SAFE_RELATIVE, "token file")
+    if ".." in rel.split("/"):
+        raise SystemExit(f"if_render: refusing unsafe token file {rel!r}")
+    return rel
 
 
 def dropin(config: dict, home: str, repo_dir: str) -> str:

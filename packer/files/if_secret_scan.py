@@ -1,9 +1,9 @@
 """Scan folders for secrets that must never be baked into an image.
 
-    python3 if_secret_scan.py [--exclude PATH]... ROOT...
+    python3 if_secret_scan.py [--exclude PATH]... [--token-file REL] ROOT...
 
-Looks for AWS access key IDs and secret keys, PEM/OpenSSH/PGP private keys, common API tokens and a
-JupyterLab token file. Prints one line per hit, `SECRET <path>: <kind>`, never the secret itself, and
+Looks for AWS access key IDs and secret keys, PEM/OpenSSH/PGP private keys, common API tokens and the
+JupyterLab token file (REL: its path under a home folder, config.json's jupyter.token_file). Prints one line per hit, `SECRET <path>: <kind>`, never the secret itself, and
 exits 1 when anything is found. Skips package-managed and vendored trees (site-packages, dist-packages,
 node_modules, CPython's own test suite, git object stores, apt/dpkg state, caches), symlinks, special
 files and files over 20 MB. Runs on the image's system python3 (3.10 or newer).
@@ -27,7 +27,6 @@ PATTERNS = (
 SKIP_DIRS = {"site-packages", "dist-packages", "node_modules", "__pycache__"}
 SKIP_PATHS = {"/var/lib/apt", "/var/lib/dpkg", "/var/cache", "/opt/imagefactory/python",
               "/opt/imagefactory/mamba/pkgs", "/proc", "/sys", "/dev", "/run"}
-TOKEN_FILE = os.path.join(".jupyter", "imagefactory-token")
 
 
 def skip_dir(path: str, excluded: set) -> bool:
@@ -40,8 +39,8 @@ def skip_dir(path: str, excluded: set) -> bool:
     return name == "objects" and parent == ".git"
 
 
-def scan_file(path: str) -> list:
-    if path.endswith(TOKEN_FILE):
+def scan_file(path: str, token_file: str = "") -> list:
+    if token_file and path.endswith("/" + token_file):
         return ["JupyterLab token file (must be made at first boot, not baked)"]
     try:
         with open(path, "rb") as fh:
@@ -53,7 +52,7 @@ def scan_file(path: str) -> list:
     return [kind for kind, pattern in PATTERNS if pattern.search(data)]
 
 
-def walk(root: str, excluded: set) -> list:
+def walk(root: str, excluded: set, token_file: str = "") -> list:
     hits = []
     for top, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not skip_dir(os.path.join(top, d), excluded))
@@ -64,22 +63,24 @@ def walk(root: str, excluded: set) -> list:
                     continue
             except OSError:
                 continue
-            hits += [(path, kind) for kind in scan_file(path)]
+            hits += [(path, kind) for kind in scan_file(path, token_file)]
     return hits
 
 
 def main(argv: list) -> int:
-    excluded, roots = set(SKIP_PATHS), []
+    excluded, roots, token_file = set(SKIP_PATHS), [], ""
     args = iter(argv[1:])
     for arg in args:
         if arg == "--exclude":
             excluded.add(os.path.abspath(next(args)).rstrip("/"))
+        elif arg == "--token-file":
+            token_file = next(args).strip("/")
         else:
             roots.append(os.path.abspath(arg))
     hits = []
     for root in roots:
         if os.path.isdir(root) and root not in excluded:
-            hits += walk(root, excluded)
+            hits += walk(root, excluded, token_file)
     for path, kind in hits:
         print(f"SECRET {path}: {kind}")
     print(f"secret scan: {len(hits)} finding(s) in {', '.join(roots)}")

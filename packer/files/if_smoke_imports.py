@@ -2,8 +2,10 @@
 
     KERNEL/bin/python if_smoke_imports.py CONFIG REPO_DIR
 
-The packages are the names listed in the recipe's pip requirement files, conda files and Pipfile, plus
-the repo itself when it was installed as a package. Each distribution name becomes import names by, in
+The packages are config.json's `smoke.required` (the distributions the recipe's pip requirement files,
+conda pip sections and Pipfile name, as the factory parsed them), `smoke.if_installed` (conda package
+names) where they installed a Python distribution, plus the repo itself when it was installed as a
+package. Each distribution name becomes import names by, in
 order: a table of well-known differences (scikit-learn -> sklearn), the installed distribution's
 top_level.txt, its RECORD, and finally the name with dashes as underscores. Exits non-zero if any
 import fails. Runs on the kernel's Python, which may be old (3.7+), so it uses plain syntax and reads
@@ -29,66 +31,10 @@ KNOWN = {
     "setuptools-scm": ["setuptools_scm"], "dnspython": ["dns"],
     "typing-extensions": ["typing_extensions"], "py-opencv": ["cv2"], "gdal": ["osgeo"],
 }
-SKIP = {"python", "pip", "setuptools", "wheel", "ipykernel", "jupyter", "jupyterlab", "notebook", "nodejs",
-        "conda", "mamba", "nb_conda_kernels", "ipywidgets"}
-NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def requirement_names(path: str, seen: set) -> list:
-    """Distribution names in a pip requirements file, following -r includes."""
-    if path in seen or not os.path.isfile(path):
-        return []
-    seen.add(path)
-    names = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for raw in fh:
-            line = raw.split(" #")[0].strip()
-            if line.startswith(("-r ", "--requirement ")):
-                include = line.split(None, 1)[1].strip()
-                names += requirement_names(os.path.join(os.path.dirname(path), include), seen)
-                continue
-            if not line or line.startswith(("#", "-", "git+", "http:", "https:", "file:", ".", "/")):
-                continue
-            match = NAME.match(line)
-            if match:
-                names.append(match.group(1))
-    return names
-
-
-def conda_names(path: str) -> list:
-    """Package names under `dependencies:` in an environment.yml, including its `pip:` list."""
-    names, inside = [], False
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for raw in fh:
-            line = raw.split("#")[0].rstrip()
-            if not line.strip():
-                continue
-            if not line.startswith((" ", "\t", "-")):
-                inside = line.startswith("dependencies:")
-                continue
-            item = line.strip()
-            if inside and item.startswith("-") and not item.endswith(":"):
-                spec = item[1:].strip().strip("'\"").split("::")[-1]
-                match = NAME.match(spec)
-                if match:
-                    names.append(match.group(1))
-    return names
-
-
-def pipfile_names(path: str) -> list:
-    names, inside = [], False
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for raw in fh:
-            line = raw.strip()
-            if line.startswith("["):
-                inside = line == "[packages]"
-            elif inside and "=" in line:
-                names.append(line.split("=", 1)[0].strip().strip("'\""))
-    return names
 
 
 def installed() -> dict:
@@ -153,19 +99,14 @@ def repo_dists(repo_dir: str, dists: dict) -> list:
 
 
 def wanted(config: dict, repo_dir: str, dists: dict) -> list:
-    names, seen = [], set()
-    for rel in config.get("pip", []):
-        names += requirement_names(os.path.join(repo_dir, rel), seen)
-    for rel in config.get("conda", []):
-        names += [n for n in conda_names(os.path.join(repo_dir, rel)) if canonical(n) in dists or
-                  canonical(n) in KNOWN]
-    if config.get("pipfile"):
-        names += pipfile_names(os.path.join(repo_dir, config["pipfile"]))
+    smoke = config.get("smoke") or {}
+    names = list(smoke.get("required", []))
+    names += [n for n in smoke.get("if_installed", []) if canonical(n) in dists or canonical(n) in KNOWN]
     if config.get("install_repo"):
         names += repo_dists(repo_dir, dists)
     unique = []
     for name in names:
-        if canonical(name) not in SKIP and canonical(name) not in [canonical(u) for u in unique]:
+        if canonical(name) not in [canonical(u) for u in unique]:
             unique.append(name)
     return unique
 

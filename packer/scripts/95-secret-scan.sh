@@ -9,7 +9,9 @@ IF_STAGE=95-secret-scan
 source "${IF_DIR:?IF_DIR is not set}/scripts/lib.sh"
 
 if_log "scanning for secrets"
-if ! python3 "$IF_DIR/files/if_secret_scan.py" --exclude "$IF_DIR" /home /root /etc /opt /srv /var/lib /usr/local; then
+token_file=$(if_get jupyter.token_file)
+if ! python3 "$IF_DIR/files/if_secret_scan.py" --exclude "$IF_DIR" --token-file "$token_file" \
+    /home /root /etc /opt /srv /var/lib /usr/local; then
     if_die "secrets found in the image (files listed above); remove them from the repo or post-build output"
 fi
 rm -rf -- "$IF_DIR"
