@@ -1,0 +1,147 @@
+"""Sharing an image with a class, end to end in the sandbox: one API-only bake, real boto3 against the real
+emulator, students reached by assuming a role into their accounts. Never a mock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from imagefactory import catalog
+from imagefactory.classes import roster as rosters
+from imagefactory.classes.share import converge
+from imagefactory.cloud.target import open_target
+from imagefactory.errors import ClassError
+from imagefactory.home import Home
+from imagefactory.sandbox.org import CLASS_KEY_ALIAS, OUTSIDER, STUDENTS, key_arn, role_arn
+from tests.conftest import git, new_home, run_cli, stop_emulator, write_files
+
+REGIONS = ("us-west-2", "us-east-2")
+LABEL = "Ada Lovelace <ada@example.org>"
+
+
+@pytest.fixture(scope="module")
+def baked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, str]]:
+    """A home with one API-only sandbox bake of a tiny repo in us-west-2."""
+    root = tmp_path_factory.mktemp("classes")
+    repo = root / "repos" / "hydro"
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    write_files(repo, {"requirements.txt": "six==1.16.0\n", "a.py": "print(1)\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    h = new_home(root / "home")
+    run_cli(h, "bake", "--api-only", "--repo", repo.as_uri(), "--regions", "us-west-2", check=True)
+    yield h, "hydro"
+    stop_emulator(h)
+
+
+def write_roster(h: Home, accounts: list[dict[str, str]], *, key: str | None) -> rosters.Roster:
+    doc = rosters.new_document(title="Hydrology 101", regions=REGIONS, accounts=accounts, start=date(2026, 1, 12),
+                               end=date(2026, 3, 20), kms_key=key)
+    return rosters.write_new(h.root, "hydro-101", doc, force=True)
+
+
+def student(h: Home, account: str, region: str) -> Any:
+    target = open_target("sandbox", h.emulator_dir)
+    got = target.client("sts", region).assume_role(RoleArn=role_arn(account), RoleSessionName="student")["Credentials"]
+    return boto3.client("ec2", region_name=region, endpoint_url=target.endpoint,
+                        aws_access_key_id=got["AccessKeyId"], aws_secret_access_key=got["SecretAccessKey"],
+                        aws_session_token=got["SessionToken"])
+
+
+def launch_state(h: Home, account: str, region: str, ami: str) -> str:
+    """'running', 'terminated' (launched but the key is unusable), or the error code AWS answers."""
+    ec2 = student(h, account, region)
+    try:
+        got = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.micro")
+    except ClientError as exc:
+        return str(exc.response["Error"]["Code"])
+    instance_id = got["Instances"][0]["InstanceId"]
+    return str(ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+
+def share(h: Home, r: rosters.Roster, **kwargs: Any) -> Any:
+    return converge(open_target("sandbox", h.emulator_dir), h.catalog_path("sandbox"), "hydro", r, **kwargs)
+
+
+def test_share_converges_and_students_launch(baked: tuple[Home, str]) -> None:
+    h, _name = baked
+    build = catalog.load(h.catalog_path("sandbox")).image("hydro").latest_build()
+    assert build is not None
+    own_ami = build.amis["us-west-2"]
+    owner = open_target("sandbox", h.emulator_dir).client("ec2", "us-west-2")
+    two = [{"id": STUDENTS[0], "label": LABEL}, {"id": STUDENTS[1]}]
+
+    # the bake's AMI is on aws/ebs: refused before any change, in one line with the fix
+    r = write_roster(h, two, key=None)
+    with pytest.raises(ClassError) as err:
+        share(h, r)
+    assert "encrypted with the AWS-managed key aws/ebs" in str(err.value) and "kms_key" in str(err.value)
+    assert owner.describe_image_attribute(ImageId=own_ami, Attribute="launchPermission")["LaunchPermissions"] == []
+
+    # with the class key: the dry run changes nothing
+    r = write_roster(h, two, key=CLASS_KEY_ALIAS)
+    dry = share(h, r, dry_run=True)
+    assert [o.status for o in dry.regions] == ["planned", "planned"] and not dry.failed
+    assert owner.describe_images(Owners=["self"], Filters=[{"Name": "tag:imagefactory:class",
+                                                            "Values": ["hydro-101"]}])["Images"] == []
+
+    # the real run: a copy per class region on the class key, tags carried over, students launch
+    done = share(h, r)
+    assert [(o.status, o.copied, o.added) for o in done.regions] == [("changed", True, 2), ("changed", True, 2)]
+    copies = {o.region: o.ami for o in done.regions}
+    east = open_target("sandbox", h.emulator_dir).client("ec2", "us-east-2")
+    img = east.describe_images(ImageIds=[copies["us-east-2"]])["Images"][0]
+    tags = {t["Key"]: t["Value"] for t in img["Tags"]}
+    assert tags["imagefactory:build-id"] == build.id and tags["imagefactory:class"] == "hydro-101"
+    assert img["BlockDeviceMappings"][0]["Ebs"]["KmsKeyId"] == key_arn("us-east-2", CLASS_KEY_ALIAS)
+    for region in REGIONS:
+        assert launch_state(h, STUDENTS[0], region, copies[region]) == "running"
+        assert launch_state(h, STUDENTS[1], region, copies[region]) == "running"
+        assert launch_state(h, STUDENTS[2], region, copies[region]) == "InvalidAMIID.NotFound"
+    assert launch_state(h, STUDENTS[0], "us-west-2", own_ami) == "InvalidAMIID.NotFound"
+
+    # the record: per region, counts and who shared, never a label nor an account id
+    text = h.catalog_path("sandbox").read_text()
+    assert "Ada" not in text and STUDENTS[0] not in text
+    shares = catalog.load(h.catalog_path("sandbox")).image("hydro").latest_build().shares  # type: ignore[union-attr]
+    assert sorted((s["region"], s["ami"], s["accounts"], s["copied"]) for s in shares) == sorted(
+        (region, copies[region], 2, True) for region in REGIONS)
+    assert all(s["by"].startswith("arn:aws:") for s in shares)
+
+    # a second run changes nothing and says so
+    again = share(h, r)
+    assert [(o.status, o.writes, o.added, o.removed) for o in again.regions] == [("unchanged", 0, 0, 0)] * 2
+    assert "nothing to change" in again.text()
+
+    # a removed student loses access on the next run (launch permission and key grant)
+    r = write_roster(h, two[:1], key=CLASS_KEY_ALIAS)
+    fewer = share(h, r)
+    assert [(o.removed, o.grants_revoked) for o in fewer.regions] == [(1, 1), (1, 1)]
+    assert launch_state(h, STUDENTS[1], "us-east-2", copies["us-east-2"]) == "InvalidAMIID.NotFound"
+    assert launch_state(h, STUDENTS[0], "us-east-2", copies["us-east-2"]) == "running"
+
+    # a region that fails does not stop the others, and re-running converges
+    east.modify_image_attribute(ImageId=copies["us-east-2"], LaunchPermission={"Add": [{"Group": "all"}]})
+    r = write_roster(h, [*two[:1], {"id": OUTSIDER}], key=CLASS_KEY_ALIAS)
+    mixed = {o.region: o for o in share(h, r).regions}
+    assert mixed["us-east-2"].status == "failed" and "is public" in (mixed["us-east-2"].error or "")
+    assert mixed["us-west-2"].status == "changed"
+    assert launch_state(h, OUTSIDER, "us-west-2", copies["us-west-2"]) == "running"
+    east.modify_image_attribute(ImageId=copies["us-east-2"], LaunchPermission={"Remove": [{"Group": "all"}]})
+    healed = {o.region: o for o in share(h, r).regions}
+    assert healed["us-east-2"].status == "changed" and healed["us-west-2"].status == "unchanged"
+
+    # unshare removes exactly what the class added: its copies, permissions and grants
+    gone = converge(open_target("sandbox", h.emulator_dir), h.catalog_path("sandbox"), "hydro", r, unshare=True)
+    assert not gone.failed
+    for region in REGIONS:
+        assert launch_state(h, STUDENTS[0], region, copies[region]) == "InvalidAMIID.NotFound"
+    kms = open_target("sandbox", h.emulator_dir).client("kms", "us-west-2")
+    assert kms.list_grants(KeyId=key_arn("us-west-2", CLASS_KEY_ALIAS))["Grants"] == []
+    assert catalog.load(h.catalog_path("sandbox")).image("hydro").latest_build().shares == ()  # type: ignore[union-attr]
