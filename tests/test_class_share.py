@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import git, new_home, run_cli, stop_emulator, write_files
 
 from imagefactory import catalog
 from imagefactory.classes import roster as rosters
@@ -18,7 +19,6 @@ from imagefactory.cloud.target import open_target
 from imagefactory.errors import ClassError
 from imagefactory.home import Home
 from imagefactory.sandbox.org import CLASS_KEY_ALIAS, OUTSIDER, STUDENTS, key_arn, role_arn
-from tests.conftest import git, new_home, run_cli, stop_emulator, write_files
 
 REGIONS = ("us-west-2", "us-east-2")
 LABEL = "Ada Lovelace <ada@example.org>"
