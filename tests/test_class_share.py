@@ -4,7 +4,7 @@ emulator, students reached by assuming a role into their accounts. Never a mock.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import boto3
@@ -145,3 +145,46 @@ def test_share_converges_and_students_launch(baked: tuple[Home, str]) -> None:
     kms = open_target("sandbox", h.emulator_dir).client("kms", "us-west-2")
     assert kms.list_grants(KeyId=key_arn("us-west-2", CLASS_KEY_ALIAS))["Grants"] == []
     assert catalog.load(h.catalog_path("sandbox")).image("hydro").latest_build().shares == ()  # type: ignore[union-attr]
+
+
+def test_the_class_commands_through_the_cli(baked: tuple[Home, str]) -> None:
+    import json
+
+    h, _name = baked
+    csv_file = h.root / "students.csv"
+    csv_file.write_text(f"id,label\n{STUDENTS[2]},{LABEL}\n{OUTSIDER},Bob\n")
+    start = date.today() + timedelta(days=7)
+    made = run_cli(h, "class.new", "cli-class", "--accounts-file", str(csv_file), "--regions", "us-west-2",
+                   "--start", start.isoformat(), "--weeks", "10", check=True)
+    assert "wrote" in made.stdout and "2 accounts" in made.stdout
+    assert (h.root / "classes" / "cli-class.yaml").read_text().count(LABEL) == 1
+
+    refused = run_cli(h, "share", "hydro", "--class", "cli-class")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: hydro: ")
+    assert "aws/ebs" in refused.stderr and "set kms_key" in refused.stderr
+
+    path = h.root / "classes" / "cli-class.yaml"
+    path.write_text(path.read_text() + f"kms_key: {CLASS_KEY_ALIAS}\n")
+    dry = json.loads(run_cli(h, "share", "hydro", "--class", "cli-class", "--dry-run", "--json", check=True).stdout)
+    assert dry["dry_run"] and dry["changed"] and dry["regions"][0]["status"] == "planned"
+    first = json.loads(run_cli(h, "share", "hydro", "--class", "cli-class", "--json", check=True).stdout)
+    ami = first["regions"][0]["ami"]
+    assert first["regions"][0]["status"] == "changed" and first["regions"][0]["added"] == 2
+    again = run_cli(h, "share", "hydro", "--class", "cli-class", check=True)
+    assert "nothing to change" in again.stdout
+
+    status = json.loads(run_cli(h, "class.status", "cli-class", "--json", check=True).stdout)
+    assert {(e["who"], e["can_launch"]) for e in status["entries"]} == {(STUDENTS[2], True), (OUTSIDER, True)}
+    assert launch_state(h, STUDENTS[2], "us-west-2", ami) == "running"
+
+    early = run_cli(h, "class.end", "cli-class")
+    assert early.returncode == 1 and f"term ends on {start + timedelta(weeks=10)}" in early.stderr
+    ended = run_cli(h, "class.end", "cli-class", "--force", check=True)
+    assert "us-west-2" in ended.stdout
+    assert launch_state(h, STUDENTS[2], "us-west-2", ami) == "InvalidAMIID.NotFound"
+    after = json.loads(run_cli(h, "class.status", "cli-class", "--json", check=True).stdout)
+    assert after["entries"] == []
+    for out in (made, refused, again, ended):
+        assert "Ada" not in out.stdout + out.stderr
+    assert "Ada" not in h.catalog_path("sandbox").read_text()
