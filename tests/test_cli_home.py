@@ -82,12 +82,14 @@ def test_init_is_idempotent_and_never_overwrites(empty: Path) -> None:
     added = ".gitignore (.sandbox/, .builds/, *.lock, catalog.yaml.prev, classes/)"
     assert json.loads(first.stdout) == {"home": str(empty), "created": ["recipes/", added]}
     assert (empty / "catalog.yaml").read_bytes() == before
-    assert (empty / ".gitignore").read_text() == "data/\n.cache/\n.sandbox/\n.builds/\n*.lock\ncatalog.yaml.prev\nclasses/\n"
+    assert (empty / ".gitignore").read_text() == ("data/\n.cache/\n.sandbox/\n.builds/\n*.lock\ncatalog.yaml.prev\n"
+                                                  "classes/\n")
     again = run([*CONSOLE, "init"], empty, empty.parent)
     assert again.returncode == 0 and "already complete" in again.stdout
     assert f"skipped: {empty}: already a factory home; nothing changed" in again.stderr
     assert (empty / "catalog.yaml").read_bytes() == before
-    assert (empty / ".gitignore").read_text() == "data/\n.cache/\n.sandbox/\n.builds/\n*.lock\ncatalog.yaml.prev\nclasses/\n"
+    assert (empty / ".gitignore").read_text() == ("data/\n.cache/\n.sandbox/\n.builds/\n*.lock\ncatalog.yaml.prev\n"
+                                                  "classes/\n")
 
 
 def test_init_makes_the_folder_it_is_given(empty: Path) -> None:
