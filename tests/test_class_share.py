@@ -3,8 +3,13 @@ emulator, students reached by assuming a role into their accounts. Never a mock.
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -40,10 +45,11 @@ def baked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, str]
     stop_emulator(h)
 
 
-def write_roster(h: Home, accounts: list[dict[str, str]], *, key: str | None) -> rosters.Roster:
+def write_roster(h: Home, accounts: list[dict[str, str]], *, key: str | None,
+                 name: str = "hydro-101") -> rosters.Roster:
     doc = rosters.new_document(title="Hydrology 101", regions=REGIONS, accounts=accounts, start=date(2026, 1, 12),
                                end=date(2026, 3, 20), kms_key=key)
-    return rosters.write_new(h.root, "hydro-101", doc, force=True)
+    return rosters.write_new(h.root, name, doc, force=True)
 
 
 def student(h: Home, account: str, region: str) -> Any:
@@ -148,8 +154,6 @@ def test_share_converges_and_students_launch(baked: tuple[Home, str]) -> None:
 
 
 def test_the_class_commands_through_the_cli(baked: tuple[Home, str]) -> None:
-    import json
-
     h, _name = baked
     csv_file = h.root / "students.csv"
     csv_file.write_text(f"id,label\n{STUDENTS[2]},{LABEL}\n{OUTSIDER},Bob\n")
@@ -188,3 +192,44 @@ def test_the_class_commands_through_the_cli(baked: tuple[Home, str]) -> None:
     for out in (made, refused, again, ended):
         assert "Ada" not in out.stdout + out.stderr
     assert "Ada" not in h.catalog_path("sandbox").read_text()
+
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--window-size=1100,1400")
+
+
+def test_the_handout_renders_in_chromium_and_matches_the_catalog(baked: tuple[Home, str], tmp_path: Path) -> None:
+    h, _name = baked
+    assert CHROMIUM is not None, "chromium is not installed: scripts/bootstrap installs it"
+    write_roster(h, [{"id": STUDENTS[0], "label": LABEL}], key=CLASS_KEY_ALIAS, name="handout-class")
+    run_cli(h, "share", "hydro", "--class", "handout-class", check=True)
+    done = json.loads(run_cli(h, "handout", "hydro", "--class", "handout-class", "--json", check=True).stdout)
+    page, readme = Path(done["html"]), Path(done["readme"])
+    assert page == h.root / "handouts" / "handout-class" / "index.html"
+    build = catalog.load(h.catalog_path("sandbox")).image("hydro").latest_build()
+    assert build is not None
+    recorded = {s["region"]: s["ami"] for s in build.shares if s["class"] == "handout-class"}
+    assert done["amis"] == recorded and sorted(recorded) == sorted(REGIONS)
+
+    dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'dom'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    shown = re.findall(r'<td class="ami">(ami-[0-9a-f]+)</td>', dom.stdout)
+    links = re.findall(r'<a class="launch" href="([^"]+)"', dom.stdout)
+    assert sorted(shown) == sorted(recorded.values())
+    assert sorted(links) == sorted(f"https://{r}.console.aws.amazon.com/ec2/home?region={r}#LaunchInstances:"
+                                   f"ami={a}" for r, a in recorded.items())
+    assert set(re.findall(r"ami-[0-9a-f]+", dom.stdout)) == set(recorded.values())
+    for region, ami in recorded.items():
+        assert f"--image-id {ami} --instance-type t3.large" in dom.stdout and f"--region {region}" in dom.stdout
+    assert "The image only exists in us-east-2, us-west-2" in dom.stdout
+    for text in (dom.stdout, readme.read_text()):
+        assert "Ada" not in text and LABEL not in text and STUDENTS[0] not in text
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "class-handout.png"
+    shot.unlink(missing_ok=True)
+    taken = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'shot'}", f"--screenshot={shot}",
+                            page.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    assert taken.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

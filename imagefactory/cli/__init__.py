@@ -24,7 +24,7 @@ ns = _named(Collection(
     Collection("recipe", recipe.derive, recipe.check),
     Collection("catalog", catalog.listing, catalog.show),
     Collection("sandbox", sandbox.up, sandbox.status, sandbox.down),
-    classes.share, classes.unshare,
+    classes.share, classes.unshare, classes.handout,
     Collection("class", classes.new, classes.class_status, classes.end),
 ))
 

@@ -97,3 +97,12 @@ def end(c: Any, name: str, force: bool = False, sandbox: bool = False, json: boo
     render(Result([r.to_dict() for r in reports], text), json)
     if any(r.failed for r in reports):
         raise ClassError(f"class.end {name} failed in some regions", "run it again: it converges")
+
+
+@task(help={"image": "Image name in the catalog", "class_": CLASS_HELP, "sandbox": SANDBOX_HELP, "json": JSON_HELP})
+def handout(c: Any, image: str, class_: str, sandbox: bool = False, json: bool = False) -> None:
+    """Write the students' page for a shared image: handouts/NAME/index.html and README.md."""
+    from imagefactory.classes.commands import handout as write_handout
+
+    data, text = write_handout(home(), image, class_, sandbox=sandbox, progress=say)
+    render(Result(data, text), json)
