@@ -23,7 +23,16 @@ from imagefactory.classes.share import converge
 from imagefactory.cloud.target import open_target
 from imagefactory.errors import ClassError
 from imagefactory.home import Home
-from imagefactory.sandbox.org import CLASS_KEY_ALIAS, OUTSIDER, STUDENTS, key_arn, role_arn
+from imagefactory.sandbox.org import (
+    CLASS_KEY_ALIAS,
+    ORG_ID,
+    OTHER_MEMBER,
+    OU_ARN,
+    OUTSIDER,
+    STUDENTS,
+    key_arn,
+    role_arn,
+)
 
 REGIONS = ("us-west-2", "us-east-2")
 LABEL = "Ada Lovelace <ada@example.org>"
@@ -233,3 +242,29 @@ def test_the_handout_renders_in_chromium_and_matches_the_catalog(baked: tuple[Ho
     taken = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'shot'}", f"--screenshot={shot}",
                             page.as_uri()], capture_output=True, text=True, timeout=120, check=False)
     assert taken.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_an_ou_class_gets_the_key_policy_statement_that_lets_its_accounts_launch(baked: tuple[Home, str]) -> None:
+    h, _name = baked
+    doc = rosters.new_document(title="OU class", regions=("us-west-2",), accounts=[], start=date(2026, 1, 12),
+                               end=date(2026, 3, 20), ous=(OU_ARN,), kms_key=CLASS_KEY_ALIAS)
+    r = rosters.write_new(h.root, "ou-class", doc, force=True)
+    done = share(h, r)
+    ami = done.regions[0].ami
+    assert done.regions[0].status == "changed" and done.regions[0].added == 1
+    note = next(n for n in done.notes if "key-policy statement" in n)
+    statement = json.loads(note.split("(grants cannot name them): ", 1)[1])
+    assert statement["Condition"]["ForAnyValue:StringLike"]["aws:PrincipalOrgPaths"] == [
+        f"{ORG_ID}/*/{OU_ARN.rpartition('/')[2]}/*"]
+    assert launch_state(h, STUDENTS[2], "us-west-2", ami) == "terminated"  # shared, but the key is not usable yet
+    assert launch_state(h, OTHER_MEMBER, "us-west-2", ami) == "InvalidAMIID.NotFound"
+    kms = open_target("sandbox", h.emulator_dir).client("kms", "us-west-2")
+    key = key_arn("us-west-2", CLASS_KEY_ALIAS)
+    policy = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+    policy["Statement"].append(statement)
+    kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(policy))
+    assert launch_state(h, STUDENTS[2], "us-west-2", ami) == "running"
+    assert launch_state(h, OTHER_MEMBER, "us-west-2", ami) == "InvalidAMIID.NotFound"
+    shown = json.loads(run_cli(h, "catalog.show", "hydro", "--json", check=True).stdout)
+    recorded = [s for b in shown["sandbox"]["builds"] for s in b.get("shares", []) if s["class"] == "ou-class"]
+    assert [(s["ami"], s["accounts"], s["ous"]) for s in recorded] == [(ami, 0, [OU_ARN])]
