@@ -54,9 +54,9 @@ def baked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, str]
     stop_emulator(h)
 
 
-def write_roster(h: Home, accounts: list[dict[str, str]], *, key: str | None,
-                 name: str = "hydro-101") -> rosters.Roster:
-    doc = rosters.new_document(title="Hydrology 101", regions=REGIONS, accounts=accounts, start=date(2026, 1, 12),
+def write_roster(h: Home, accounts: list[dict[str, str]], *, key: str | None, name: str = "hydro-101",
+                 regions: tuple[str, ...] = REGIONS) -> rosters.Roster:
+    doc = rosters.new_document(title="Hydrology 101", regions=regions, accounts=accounts, start=date(2026, 1, 12),
                                end=date(2026, 3, 20), kms_key=key)
     return rosters.write_new(h.root, name, doc, force=True)
 
@@ -151,6 +151,15 @@ def test_share_converges_and_students_launch(baked: tuple[Home, str]) -> None:
     east.modify_image_attribute(ImageId=copies["us-east-2"], LaunchPermission={"Remove": [{"Group": "all"}]})
     healed = {o.region: o for o in share(h, r).regions}
     assert healed["us-east-2"].status == "changed" and healed["us-west-2"].status == "unchanged"
+
+    # a region dropped from the roster is unshared there (the class's copy too), kept elsewhere
+    r = write_roster(h, [*two[:1], {"id": OUTSIDER}], key=CLASS_KEY_ALIAS, regions=("us-west-2",))
+    narrowed = {o.region: o for o in share(h, r).regions}
+    assert narrowed["us-east-2"].status == "changed" and narrowed["us-west-2"].status == "unchanged"
+    assert east.describe_images(Owners=["self"], ImageIds=[copies["us-east-2"]])["Images"] == []
+    build_now = catalog.load(h.catalog_path("sandbox")).image("hydro").latest_build()
+    assert build_now is not None and sorted(s["region"] for s in build_now.shares if s["class"] == "hydro-101") == [
+        "us-west-2"]
 
     # unshare removes exactly what the class added: its copies, permissions and grants
     gone = converge(open_target("sandbox", h.emulator_dir), h.catalog_path("sandbox"), "hydro", r, unshare=True)

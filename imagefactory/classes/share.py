@@ -192,13 +192,15 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
     build = pick_build(cat, image, build_id)
     who = Who() if unshare else roster.who
     enc = {} if unshare else _check_encryption(target, image, build, roster)
-    regions = sorted(record.shares_of(build, roster.name)) if unshare else list(roster.regions)
+    recorded = set(record.shares_of(build, roster.name))
+    dropped = recorded if unshare else recorded - set(roster.regions)  # regions the class no longer uses
+    regions = sorted(recorded) if unshare else [*roster.regions, *sorted(dropped)]
     report = ShareReport(image, build.id, roster.name, dry_run)
     caller = _caller(target)
 
     def run(region: str) -> tuple[RegionOutcome, dict | None]:
         try:
-            if unshare:
+            if region in dropped:
                 return _unshare_region(target, region, build, roster, dry_run=dry_run)
             return _one_region(target, region, image, build, roster, who, enc, dry_run=dry_run, caller=caller)
         except FactoryError as exc:
@@ -213,7 +215,7 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
         progress(outcome.line())
     if not dry_run:
         done = [rec for _, rec in results if rec]
-        gone = {r.region for r, rec in results if unshare and r.status != "failed"}
+        gone = {r.region for r, _rec in results if r.region in dropped and r.status != "failed"}
         catalog_mod.update(catalog_path, lambda c: record.drop(record.put(c, image, build.id, done), image,
                                                                build.id, roster.name, gone))
     if not unshare and roster.key_for(roster.regions[0]) and (who.organization or who.ous):
