@@ -58,20 +58,23 @@ def key_arn(kms: Any, ref: str) -> str:
 
 
 def copy(ec2: Any, *, source: dict[str, Any], source_region: str, name: str, key: str | None,
-         class_name: str) -> str:
-    """CopyImage into this region (encrypted with `key` when given), tags carried over; waits until available."""
+         class_name: str) -> dict[str, Any]:
+    """CopyImage into this region (encrypted with `key` when given), tags carried over; waits until available
+    and returns the copy as DescribeImages reports it."""
     kwargs: dict[str, Any] = {"Encrypted": True, "KmsKeyId": key} if key else {}
     ami = ec2.copy_image(SourceImageId=source["ImageId"], SourceRegion=source_region, Name=name,
                          Description=f"{source.get('Description') or name} (class {class_name})", **kwargs)["ImageId"]
     tags = [t for t in source.get("Tags", []) if not t["Key"].startswith("aws:")]
     ec2.create_tags(Resources=[ami], Tags=[*tags, {"Key": "imagefactory:class", "Value": class_name},
                                            {"Key": "imagefactory:copy-of", "Value": source["ImageId"]}])
+    def available() -> dict[str, Any] | None:
+        found = image(ec2, ami)
+        return found if found is not None and found.get("State") == "available" else None
+
     try:
-        wait_for(lambda: (image(ec2, ami) or {}).get("State") == "available", timeout=COPY_TIMEOUT, interval=5,
-                 what=f"copy {ami}")
+        return wait_for(available, timeout=COPY_TIMEOUT, interval=5, what=f"copy {ami}")
     except WaitTimeout as exc:
         raise ClassError(f"{exc}", "re-run share later; the copy is reused once available") from None
-    return str(ami)
 
 
 def launch_entries(ec2: Any, ami: str) -> frozenset[Entry]:

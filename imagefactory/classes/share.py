@@ -108,51 +108,60 @@ def pick_build(cat: catalog_mod.Catalog, image: str, build_id: str | None) -> ca
     return build
 
 
-def _check_encryption(target: Target, image: str, build: catalog_mod.Build, roster: Roster) -> dict[str, Encryption]:
+@dataclass(frozen=True)
+class _Source:
+    """The build's AMIs as AWS reports them (read once, before any change) and how each is encrypted."""
+
+    images: dict[str, dict[str, Any]]
+    encryption: dict[str, Encryption]
+
+
+def _check_encryption(target: Target, image: str, build: catalog_mod.Build, roster: Roster) -> _Source:
     """Before any change: how the build's AMIs are encrypted; refuse aws/ebs without a class key."""
-    found = {}
+    images, found = {}, {}
     for region, ami in sorted(build.amis.items()):
         img = aws.image(target.client("ec2", region), ami)
         if img is None:
             raise ClassError(f"{image}: build {build.id}'s {ami} is no longer in {region}", "bake again")
+        images[region] = img
         found[region] = aws.encryption(target.client("ec2", region), target.client("kms", region), img)
         refuse_default_key(image, region, ami, found[region], roster.key_for(region))
-    return found
+    return _Source(images, found)
 
 
 def _class_ami(target: Target, region: str, image: str, build: catalog_mod.Build, roster: Roster,
-               enc: dict[str, Encryption], key: str | None, previous: dict[str, Any] | None,
-               dry_run: bool) -> tuple[str | None, bool]:
-    """The AMI the class launches in `region` and whether it is the class's copy (None: a copy is due)."""
+               src: _Source, key: str | None, previous: dict[str, Any] | None,
+               dry_run: bool) -> tuple[dict[str, Any] | None, bool]:
+    """The AMI the class launches in `region` as AWS reports it, and whether it is the class's copy (None: a
+    copy is due, in a dry run)."""
     ec2 = target.client("ec2", region)
-    if previous and previous.get("copied") and aws.image(ec2, previous["ami"]) is not None:
-        return previous["ami"], True
+    if previous and previous.get("copied"):
+        kept = aws.image(ec2, previous["ami"])
+        if kept is not None:
+            return kept, True
     own = build.amis.get(region)
-    if own and not needs_copy(enc.get(region), key):
-        return own, False
+    if own and not needs_copy(src.encryption.get(region), key):
+        return src.images[region], False
     if dry_run:
         return None, True
     source_region = region if own else next(iter(sorted(build.amis)))
-    source = aws.image(target.client("ec2", source_region), build.amis[source_region])
-    assert source is not None
+    source = src.images[source_region]
     name = f"{source.get('Name') or image}-{roster.name}"
     return aws.copy(ec2, source=source, source_region=source_region, name=name, key=key, class_name=roster.name), True
 
 
 def _one_region(target: Target, region: str, image: str, build: catalog_mod.Build, roster: Roster, who: Who,
-                enc: dict[str, Encryption], *, dry_run: bool, caller: str) -> tuple[RegionOutcome, dict | None]:
+                src: _Source, *, dry_run: bool, caller: str) -> tuple[RegionOutcome, dict | None]:
     out = RegionOutcome(region)
     previous = record.shares_of(build, roster.name).get(region)
     kms = target.client("kms", region)
     key = aws.key_arn(kms, roster.key_for(region)) if roster.key_for(region) else None
-    ami, copied = _class_ami(target, region, image, build, roster, enc, key, previous, dry_run)
+    img, copied = _class_ami(target, region, image, build, roster, src, key, previous, dry_run)
     out.copied = copied and not (previous or {}).get("copied")
-    if ami is None:  # dry run, copy due: everyone is added to the copy
+    if img is None:  # dry run, copy due: everyone is added to the copy
         out.ami, out.status, out.added = "(new copy)", "planned", len(wanted(who))
         return out, None
-    ec2 = target.client("ec2", region)
-    img = aws.image(ec2, ami)
-    assert img is not None
+    ec2, ami = target.client("ec2", region), str(img["ImageId"])
     snapshots = aws.snapshot_ids(img)
     ours = frozenset((previous or {}).get("entries", ())) if (previous or {}).get("ami") == ami else frozenset()
     current = Current(region, ami, aws.launch_entries(ec2, ami), aws.copy_users(ec2, snapshots), ours,
@@ -191,7 +200,7 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
     cat = catalog_mod.load(catalog_path)
     build = pick_build(cat, image, build_id)
     who = Who() if unshare else roster.who
-    enc = {} if unshare else _check_encryption(target, image, build, roster)
+    src = _Source({}, {}) if unshare else _check_encryption(target, image, build, roster)
     recorded = set(record.shares_of(build, roster.name))
     dropped = recorded if unshare else recorded - set(roster.regions)  # regions the class no longer uses
     regions = sorted(recorded) if unshare else [*roster.regions, *sorted(dropped)]
@@ -202,7 +211,7 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
         try:
             if region in dropped:
                 return _unshare_region(target, region, build, roster, dry_run=dry_run)
-            return _one_region(target, region, image, build, roster, who, enc, dry_run=dry_run, caller=caller)
+            return _one_region(target, region, image, build, roster, who, src, dry_run=dry_run, caller=caller)
         except FactoryError as exc:
             return RegionOutcome(region, status="failed", error=exc.message), None
         except Exception as exc:  # botocore's many errors: one line for this region, the others go on
