@@ -164,9 +164,13 @@ def test_shares_and_grants_survive_a_restart(tmp_path: Path) -> None:
         owner(info).modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"OrganizationalUnitArn": OU_ARN}]})
         owner(info, "kms").create_grant(KeyId=CLASS_KEY_ALIAS, GranteePrincipal=f"arn:aws:iam::{STUDENTS[2]}:root",
                                         Operations=["Decrypt"])
+        gone = new_image(info)  # an instance of an image deregistered since is still restored
+        kept = owner(info).run_instances(ImageId=gone, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        owner(info).deregister_image(ImageId=gone)
         down(state)
         info = ensure_up(state)
         assert not info.reused
+        assert owner(info).describe_instances(InstanceIds=[kept])["Reservations"][0]["Instances"][0]["ImageId"] == gone
         student = as_account(info, STUDENTS[2])
         assert launched(student, ami)["State"]["Name"] == "running"
         grants = owner(info, "kms").list_grants(KeyId=key_arn(REGION, CLASS_KEY_ALIAS))["Grants"]

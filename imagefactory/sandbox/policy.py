@@ -218,8 +218,6 @@ def _run_instances(original: Any) -> Any:
     def run(self: Any, image_id: str, *args: Any, **kwargs: Any) -> Any:
         from moto.ec2.models.instances import StateReason
 
-        if image_id:  # as on AWS: an image the caller may not see is one that does not exist
-            self.describe_images(ami_ids=[image_id])
         reservation = original(self, image_id, *args, **kwargs)
         ami = next((a for a in _foreign_images(self) if a.id == image_id), None)
         snapshot = ami.ebs_snapshot if ami is not None and image_id not in self.amis else None
@@ -231,6 +229,19 @@ def _run_instances(original: Any) -> Any:
                     instance.state_reason = StateReason(LAUNCH_FAILED[1], LAUNCH_FAILED[0])
                     instance._reason = LAUNCH_FAILED[1]
         return reservation
+
+    return run
+
+
+def _run_request(original: Any) -> Any:
+    """RunInstances as a request: as on AWS, an image the caller may not see is one that does not exist
+    (checked here, not in the model, so that instances restored from state.json are never refused)."""
+
+    def run(self: Any) -> Any:
+        image_id = self._get_param("ImageId")
+        if image_id:
+            self.ec2_backend.describe_images(ami_ids=[image_id])
+        return original(self)
 
     return run
 
@@ -271,6 +282,7 @@ def install() -> None:
     from moto.ec2.models.amis import Ami, AmiBackend
     from moto.ec2.models.instances import InstanceBackend
     from moto.ec2.responses.amis import AmisResponse
+    from moto.ec2.responses.instances import InstanceResponse
 
     AmiBackend.describe_images = _describe_images  # type: ignore[method-assign]
     AmiBackend.validate_permission_targets = _validate_permission_targets(  # type: ignore[method-assign]
@@ -280,6 +292,7 @@ def install() -> None:
         AmiBackend.describe_image_attribute)
     InstanceBackend.run_instances = _run_instances(InstanceBackend.run_instances)  # type: ignore[method-assign]
     AmisResponse.copy_image = _copy_image(AmisResponse.copy_image)  # type: ignore[method-assign]
+    InstanceResponse.run_instances = _run_request(InstanceResponse.run_instances)  # type: ignore[method-assign]
     Ami.block_device_mappings = property(_block_device_mappings)  # type: ignore[method-assign,assignment]
     # Requests are answered in the account of their access key (a student's, after AssumeRole); moto's
     # default account, for the sandbox's own dummy keys, is the sandbox account.
