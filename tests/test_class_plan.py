@@ -99,3 +99,11 @@ def test_encryption_rules() -> None:
     refuse_default_key("demo", "us-west-2", "ami-1", Encryption(False), None)
     assert needs_copy(None, None) and needs_copy(ebs, "arn:k") and not needs_copy(Encryption(False), None)
     assert not needs_copy(Encryption(True, "arn:k"), "arn:k")
+
+
+def test_an_entry_given_by_hand_before_the_class_stays_after_unshare() -> None:
+    by_hand = (USER, "210000000001")
+    first = plan_region(current({by_hand}), WHO, allow_copy=False)
+    assert by_hand not in first.add and digest(by_hand) not in first.ours_after
+    gone = plan_region(current(set(first.after), set(first.ours_after)), Who(), allow_copy=False)
+    assert gone.after == {by_hand}

@@ -105,7 +105,8 @@ def plan_region(current: Current, who: Who, *, allow_copy: bool) -> RegionPlan:
             current.others}
     copy_add = sorted(students - current.copy_users) if allow_copy else []
     copy_remove = sorted(gave - students) if allow_copy else sorted(gave)
-    ours_after = frozenset((current.ours & {digest(e) for e in after}) | {digest(e) for e in want})
+    # the class owns what it adds and what it owned before; an entry given by hand before stays the giver's
+    ours_after = frozenset((current.ours & {digest(e) for e in after}) | {digest(e) for e in add})
     return RegionPlan(current.region, current.ami, tuple(add), tuple(sorted(removable)), tuple(copy_add),
                       tuple(copy_remove), frozenset(after), ours_after)
 
