@@ -56,10 +56,12 @@ class Build:
     error: str | None = None
     image_manifest: dict[str, Any] | None = None
     shared_with: tuple[str, ...] = ()
+    shares: tuple[dict[str, Any], ...] = ()  # per class and region, written by imagefactory.classes.record
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["shared_with"] = list(self.shared_with)
+        data["shares"] = [dict(s) for s in self.shares]
         return {k: v for k, v in data.items() if v not in (None, [], {})}  # False and 0 are kept
 
     @classmethod
@@ -71,6 +73,7 @@ class Build:
         values.setdefault("ref", None)
         values.setdefault("recipe_digest", "")
         values["shared_with"] = tuple(values.get("shared_with") or ())
+        values["shares"] = tuple(dict(s) for s in values.get("shares") or ())
         values["amis"] = dict(values.get("amis") or {})
         values["base_ami"] = dict(values.get("base_ami") or {})
         return cls(**values)

@@ -72,3 +72,7 @@ class Cancelled(KeyboardInterrupt):
     def __init__(self, signum: int = signal.SIGINT) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = int(signum)
+
+
+class ClassError(FactoryError):
+    """A class roster that is malformed, or a share/unshare that cannot be done (names file, field, fix)."""

@@ -74,7 +74,7 @@ def find_home(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> 
                        "make one with 'imagefactory init' (or 'invoke init'), or set IMAGEFACTORY_HOME")
 
 
-IGNORED = (".sandbox/", ".builds/", ".cache/", "*.lock", "catalog.yaml.prev")
+IGNORED = (".sandbox/", ".builds/", ".cache/", "*.lock", "catalog.yaml.prev", "/classes/")
 
 
 def make_home(root: Path | None = None, env: Mapping[str, str] | None = None) -> Result:

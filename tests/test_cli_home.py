@@ -65,7 +65,7 @@ def test_init_makes_a_home_that_commands_then_find(empty: Path, program: list[st
     assert catalog.load(empty / "catalog.yaml").images == {}
     assert (empty / "recipes").is_dir()
     assert (empty / ".gitignore").read_text().splitlines() == [".sandbox/", ".builds/", ".cache/", "*.lock",
-                                                               "catalog.yaml.prev"]
+                                                               "catalog.yaml.prev", "/classes/"]
     below = empty / "analysis" / "deep"
     below.mkdir(parents=True)
     assert json.loads(run([*CONSOLE, "catalog", "--json"], below, empty.parent).stdout) == []
@@ -79,15 +79,17 @@ def test_init_is_idempotent_and_never_overwrites(empty: Path) -> None:
                     commit="abc", ref="main", recipe_digest="d", amis={"us-west-2": "ami-1"})))
     before = (empty / "catalog.yaml").read_bytes()
     first = run([*CONSOLE, "init", "--json"], empty, empty.parent)
-    added = ".gitignore (.sandbox/, .builds/, *.lock, catalog.yaml.prev)"
+    added = ".gitignore (.sandbox/, .builds/, *.lock, catalog.yaml.prev, /classes/)"
     assert json.loads(first.stdout) == {"home": str(empty), "created": ["recipes/", added]}
     assert (empty / "catalog.yaml").read_bytes() == before
-    assert (empty / ".gitignore").read_text() == "data/\n.cache/\n.sandbox/\n.builds/\n*.lock\ncatalog.yaml.prev\n"
+    assert (empty / ".gitignore").read_text() == ("data/\n.cache/\n.sandbox/\n.builds/\n*.lock\ncatalog.yaml.prev\n"
+                                                  "/classes/\n")
     again = run([*CONSOLE, "init"], empty, empty.parent)
     assert again.returncode == 0 and "already complete" in again.stdout
     assert f"skipped: {empty}: already a factory home; nothing changed" in again.stderr
     assert (empty / "catalog.yaml").read_bytes() == before
-    assert (empty / ".gitignore").read_text() == "data/\n.cache/\n.sandbox/\n.builds/\n*.lock\ncatalog.yaml.prev\n"
+    assert (empty / ".gitignore").read_text() == ("data/\n.cache/\n.sandbox/\n.builds/\n*.lock\ncatalog.yaml.prev\n"
+                                                  "/classes/\n")
 
 
 def test_init_makes_the_folder_it_is_given(empty: Path) -> None:

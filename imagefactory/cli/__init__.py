@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from imagefactory.cli import bake, catalog, home, instances, recipe, sandbox
+from imagefactory.cli import bake, catalog, classes, home, instances, recipe, sandbox
 
 
 def _named(collection: Collection) -> Collection:
@@ -24,6 +24,8 @@ ns = _named(Collection(
     Collection("recipe", recipe.derive, recipe.check),
     Collection("catalog", catalog.listing, catalog.show),
     Collection("sandbox", sandbox.up, sandbox.status, sandbox.down),
+    classes.share, classes.unshare, classes.handout,
+    Collection("class", classes.new, classes.class_status, classes.end),
 ))
 
 __all__ = ["ns"]

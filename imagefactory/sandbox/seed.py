@@ -19,6 +19,8 @@ from typing import Any
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami
 
+from imagefactory.sandbox import org
+
 CANONICAL_OWNER_ID = "099720109477"
 _IMAGES_FILE = Path(__file__).with_name("ubuntu_images.json")
 
@@ -111,4 +113,5 @@ def _seed_region(backend: Any, region: str) -> set[str]:
 def seed_canonical(account_id: str) -> dict[str, set[str]]:
     """Seed every EC2 region backend of `account_id`; returns the seeded image IDs per region."""
     account = ec2_backends[account_id]
+    org.seed(account_id)
     return {region: _seed_region(account[region], region) for region in account.regions}

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from imagefactory.files import atomic_write
+from imagefactory.sandbox import policy
 from imagefactory.sandbox.emulator import (
     HEALTH_PATH,
     SANDBOX_ACCOUNT_ID,
@@ -49,6 +50,7 @@ MUTATING_ACTIONS = frozenset(
         "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress",
         "PutParameter", "DeleteParameter", "DeleteParameters", "LabelParameterVersion",
         "UnlabelParameterVersion", "AddTagsToResource", "RemoveTagsFromResource",
+        "CreateGrant", "RevokeGrant", "RetireGrant", "PutKeyPolicy",
     }
 )  # fmt: skip
 _FORM = "application/x-www-form-urlencoded"
@@ -170,6 +172,7 @@ def _configure_moto() -> None:
 def build_app(state_dir: Path) -> tuple[SandboxApp, StateStore]:
     """Seed, restore, and wrap moto's dispatcher; the returned store is already loaded."""
     _configure_moto()
+    policy.install()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     started = time.monotonic()
