@@ -1,8 +1,9 @@
 """Launch an image from the catalog: a pure choice of build and region, then the effects, undone on failure.
 
-    choose(entry, region, order)  -> Choice       which build and AMI (pure)
-    check_options(opts)                            instance type, ssh source, port, volume, autostop (pure)
     launch(home, opts, progress)  -> LaunchResult  key pair, security group, instance, wait, prices
+
+What is decided before the first effect (options, the build and AMI, user data, commands, the summary) is
+pure and lives in `imagefactory.launch_plan`.
 
 A failed or interrupted launch removes what it made in that call (the instance, and a security group or
 key pair it created); what existed before is left alone. In the sandbox the instance is also started as
@@ -12,150 +13,31 @@ and JupyterLab on loopback.
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from imagefactory import catalog, pricing
-from imagefactory.catalog import Build, ImageEntry
+from imagefactory.catalog import ImageEntry
 from imagefactory.cloud import access
 from imagefactory.cloud import instances as ec2
 from imagefactory.cloud.target import Target
 from imagefactory.connect import open_catalog_target
 from imagefactory.errors import CatalogError, CloudError, FactoryError
 from imagefactory.home import Home
+from imagefactory.launch_plan import (
+    Choice,
+    LaunchOptions,
+    LaunchResult,
+    check_options,
+    choose,
+    commands,
+    user_data,
+)
 
 Progress = Callable[[str], None]
-DEFAULT_TYPE = "t3.medium"
-DEFAULT_AUTOSTOP = 60
-
-
-@dataclass(frozen=True)
-class LaunchOptions:
-    name: str
-    region: str | None = None
-    instance_type: str = DEFAULT_TYPE
-    spot: bool = False
-    autostop: int = DEFAULT_AUTOSTOP
-    volume: int | None = None
-    key: str | None = None
-    cidr: str | None = None
-    allow_wide_cidr: bool = False  # --allow-wide-cidr: a --cidr wider than a /24 (IPv6 /56)
-    local_port: int = 7005
-    sandbox: bool = False
-    wait: bool = True
-
-
-@dataclass(frozen=True)
-class Choice:
-    image: str
-    build_id: str
-    region: str
-    ami: str
-
-
-@dataclass(frozen=True)
-class LaunchResult:
-    instance_id: str
-    image: str
-    build_id: str
-    ami: str
-    region: str
-    target: str
-    instance_type: str
-    spot: bool
-    host: str
-    ssh_port: int
-    user: str
-    key_path: str
-    key_name: str
-    security_group: str
-    cidr: str
-    local_port: int
-    jupyter_port: int
-    autostop_minutes: int
-    volume_gb: int
-    ssh_command: str
-    tunnel_command: str
-    price: dict[str, Any]
-    disk_month_usd: float | None
-    created: tuple[str, ...] = ()
-    seconds: float = 0.0
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def check_options(opts: LaunchOptions) -> None:
-    ec2.check_instance_type(opts.instance_type)
-    if opts.cidr is not None:
-        access.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr)
-    if not 0 <= opts.autostop <= 7 * 24 * 60:
-        raise CloudError(f"--autostop {opts.autostop} is out of range", "give idle minutes (0 turns auto-stop off)")
-    if opts.volume is not None and not 1 <= opts.volume <= 16384:
-        raise CloudError(f"--volume {opts.volume} GB is out of range", "give 1 to 16384 GB")
-    if not 1024 <= opts.local_port <= 65535:
-        raise CloudError(f"--local-port {opts.local_port} is out of range", "use a port from 1024 to 65535")
-
-
-def choose(entry: ImageEntry, region: str | None, order: tuple[str, ...] = ()) -> Choice:
-    """The newest available build with an AMI in `region` (default: the latest build's first region)."""
-    builds = sorted((b for b in entry.builds if b.status == "available" and b.amis),
-                    key=lambda b: b.created, reverse=True)
-    if not builds:
-        raise CatalogError(f"image {entry.name!r} has no available build", f"bake it: invoke bake --repo {entry.name}")
-    if region is None:
-        latest = entry.latest_build() or builds[0]
-        region = next((r for r in order if r in latest.amis), next(iter(latest.amis)))
-        return Choice(entry.name, latest.id, region, latest.amis[region])
-    build: Build | None = next((b for b in builds if region in b.amis), None)
-    if build is None:
-        where = sorted({r for b in builds for r in b.amis})
-        raise CatalogError(f"image {entry.name!r} has no available build in {region}",
-                           f"it exists in: {', '.join(where)}; pass --region, or bake with --regions")
-    return Choice(entry.name, build.id, region, build.amis[region])
-
-
-def user_data(autostop: int) -> str:
-    """cloud-config writing the idle auto-stop setting that the image's idle timer reads (0: off)."""
-    return ("#cloud-config\n"
-            "write_files:\n"
-            "  - path: /etc/imagefactory/autostop-minutes\n"
-            "    permissions: '0644'\n"
-            f"    content: \"{int(autostop)}\\n\"\n")
-
-
-def commands(key: str, user: str, host: str, port: int, local_port: int, jupyter_port: int) -> tuple[str, str]:
-    """The ssh command and the tunnel command a person would type."""
-    base = ["ssh", "-i", key, *(["-p", str(port)] if port != ec2.SSH_PORT else [])]
-    login = f"{user}@{host}"
-    tunnel = [*base, "-N", "-L", f"{local_port}:localhost:{jupyter_port}", login]
-    return shlex.join([*base, login]), shlex.join(tunnel)
-
-
-def summary(r: LaunchResult) -> str:
-    """What a person needs next: how to get in, what it costs, how to stop paying."""
-    price = pricing.Price(**r.price)
-    disk = f" (about ${r.disk_month_usd:.2f}/month)" if r.disk_month_usd is not None else ""
-    autostop = f"after {r.autostop_minutes} idle minutes" if r.autostop_minutes else "off"
-    return "\n".join([
-        f"launched {r.instance_id}: {r.image} build {r.build_id} as {r.instance_type}"
-        f"{' spot' if r.spot else ''} in {r.region} ({r.target}), ready in {r.seconds:.1f} s",
-        f"  ssh:       {r.ssh_command}",
-        f"  tunnel:    {r.tunnel_command}",
-        f"  or:        invoke connect {r.instance_id} --local-port {r.local_port}  (tunnel + lab URL with token)",
-        f"  price:     {price.text()}",
-        f"  auto-stop: {autostop}",
-        f"  Stop (invoke stop {r.instance_id}) keeps the {r.volume_gb} GB disk{disk}; "
-        f"Terminate (invoke terminate {r.instance_id}) deletes it and ends all charges.",
-        *(f"  note:      {n}" for n in r.notes),
-    ])
-
-
 def image_facts(home: Home, name: str) -> tuple[str, int, tuple[str, ...]]:
     """The image's login user, JupyterLab port and region order, from its recipe (defaults if it is gone)."""
     path = home.recipe_path(name)

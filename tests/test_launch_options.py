@@ -6,7 +6,7 @@ import pytest
 
 from imagefactory.cloud.access import check_cidr
 from imagefactory.errors import CloudError
-from imagefactory.launcher import LaunchOptions, check_options
+from imagefactory.launch_plan import LaunchOptions, check_options
 
 
 @pytest.mark.parametrize("cidr", ["198.51.100.7/32", "198.51.100.0/24", "2001:db8::1/128", "2001:db8:0:100::/56"])

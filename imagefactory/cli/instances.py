@@ -46,7 +46,7 @@ def launch(c: Any, name: str, region: str | None = None, type: str = "t3.medium"
            allow_wide_cidr: bool = False, local_port: str | None = None, sandbox: bool = False, wait: bool = True,
            json: bool = False) -> None:
     """Launch an image from the catalog and print the ssh and tunnel commands and the price."""
-    from imagefactory.launcher import DEFAULT_AUTOSTOP, LaunchOptions, summary
+    from imagefactory.launch_plan import DEFAULT_AUTOSTOP, LaunchOptions, summary
     from imagefactory.launcher import launch as run_launch
 
     minutes = whole(autostop, "--autostop", *AUTOSTOP_MINUTES, "minutes")
