@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from conftest import MakeRepo, cli_env
 
 from imagefactory import catalog
 from imagefactory.home import Home
 from imagefactory.sandbox.emulator import status
+
+pytestmark = pytest.mark.network  # provisioned bakes: uv and apt install from the package indexes
 
 SLEEPER = "#!/bin/bash\necho 'if-cancel-probe: sleeping'\nexec -a if-cancel-probe-{tag} sleep 120\n"
 REACHED = "if-cancel-probe: sleeping"

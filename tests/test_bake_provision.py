@@ -20,6 +20,8 @@ from imagefactory.provision import TOKEN_FILE
 from imagefactory.sandbox.archive import image_path, unpack
 from imagefactory.sandbox.teardown import remove_tree
 
+pytestmark = pytest.mark.network  # provisioned bakes: uv and apt install from the package indexes
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello-binder"
 FAKE_KEY_ID = "AKIA" + "Q7RZ2XJ4WN5KTB3M"  # shaped like an access key id; assembled so no scanner flags this file
 

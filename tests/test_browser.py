@@ -11,9 +11,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_launch import ARTIFACTS, Connected, cmdlines, free_port, lab, tunnel_processes
 
 from imagefactory.home import Home
+
+pytestmark = pytest.mark.network  # the lab comes from a provisioned bake (packages from the index)
 
 __all__ = ["lab"]  # the module-scoped fixture: the example launched as a local instance
 

@@ -402,12 +402,14 @@ def tunnel_processes(local_port: int) -> list[int]:
     return [pid for pid, cmd in cmdlines() if f"127.0.0.1:{local_port}:localhost:" in cmd]
 
 
+@pytest.mark.network  # the lab is a provisioned bake (packages from the index)
 def test_sandbox_down_refuses_while_a_local_instance_runs(lab: dict[str, Any], example_home: Home) -> None:
     done = cli(example_home, "sandbox.down")
     assert done.returncode == 1 and lab["instance_id"] in done.stderr and "--force" in done.stderr
     assert "running" in cli(example_home, "sandbox.status", check=True).stdout
 
 
+@pytest.mark.network  # the lab is a provisioned bake (packages from the index)
 def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, Any], example_home: Home) -> None:
     iid, h = lab["instance_id"], example_home
     assert lab["target"] == "sandbox" and lab["host"] == "127.0.0.1" and lab["cidr"] == "127.0.0.1/32"
@@ -452,6 +454,7 @@ def test_sandbox_launch_connect_run_a_cell_stop_start_terminate(lab: dict[str, A
     assert not root.exists() and sandbox_processes(h) == []
 
 
+@pytest.mark.network  # the lab is a provisioned bake (packages from the index)
 def test_ctrl_c_during_a_sandbox_launch_removes_the_instance(example_home: Home, lab: dict[str, Any]) -> None:
     h = example_home
     before = {i["InstanceId"] for i in _sandbox_live(h)}
@@ -487,6 +490,7 @@ def _record_timing(reached: float, launch_seconds: float) -> None:
     print(f"sandbox launch-to-JupyterLab: {reached:.1f} s (launch command {launch_seconds:.1f} s)")
 
 
+@pytest.mark.network  # the lab is a provisioned bake (packages from the index)
 def test_sandbox_launch_that_fails_after_run_instances_leaves_nothing(example_home: Home, lab: dict[str, Any],
                                                                       tmp_path: Path) -> None:
     from imagefactory.sandbox.instances import image_path

@@ -11,12 +11,15 @@ import sys
 from pathlib import Path
 
 import boto3
+import pytest
 from conftest import MakeRepo, cli_env, run_cli
 
 from imagefactory.home import Home
 from imagefactory.sandbox import leftovers
 from imagefactory.sandbox.emulator import ensure_up, sandbox_credentials
 from imagefactory.sandbox.host import sandbox_supported
+
+pytestmark = pytest.mark.network  # a provisioned bake: apt and uv reach the package indexes before it is killed
 
 
 def test_a_killed_bake_leaves_nothing_that_cannot_be_found_and_removed(home: Home, make_repo: MakeRepo) -> None:
