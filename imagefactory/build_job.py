@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from imagefactory import __version__, catalog
 from imagefactory import packer as packer_mod
 from imagefactory.bake_failure import emulator_watch, finish_failed
-from imagefactory.bases import BASES
+from imagefactory.base_images import BASES
 from imagefactory.build_machine import pack_image, sandbox_machine
 from imagefactory.catalog import Build
 from imagefactory.cloud import images

@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from imagefactory.bases import BASES
+from imagefactory.base_images import BASES
 from imagefactory.errors import RenderError
 from imagefactory.packer import Capabilities
 from imagefactory.provision import Provisioners

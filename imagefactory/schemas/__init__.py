@@ -2,7 +2,7 @@
 
 `recipe.schema.json` describes recipes/NAME.yaml, `catalog.schema.json` describes catalog.yaml. A few
 values are defined in code and filled in when a schema is loaded (`schema`), so each stays defined once:
-the base images (`imagefactory.bases`) and the image-name rule (`imagefactory.names`); everything else
+the base images (`imagefactory.base_images`) and the image-name rule (`imagefactory.names`); everything else
 (patterns, ranges, the catalog's build statuses) is defined in the schema and read from it by the code.
 `check` validates a loaded document (plain or ruamel round-trip data) and raises one error naming the
 file, the line (from the round-trip node), the field and the fix; semantic rules a schema cannot state (a
@@ -21,7 +21,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from imagefactory.bases import BASES
+from imagefactory.base_images import BASES
 from imagefactory.documents import clip, line_at
 from imagefactory.errors import FactoryError
 from imagefactory.names import NAME_RE
