@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -113,6 +114,21 @@ def cli_env(h: Home, **extra: str) -> dict[str, str]:
     env.update({"IMAGEFACTORY_HOME": str(h.root), "HOME": str(h.root), "IMAGEFACTORY_CACHE": str(user_cache_dir()),
                 **GIT_ENV, **extra})
     return env
+
+
+def interrupt_at(argv: list[str], cwd: Path, env: dict[str, str], marker: str, signum: int = signal.SIGINT,
+                 timeout: float = 180) -> tuple[int, str]:
+    """Run a CLI, send it `signum` once its progress (stderr) shows `marker`; its exit code and all its stderr."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:
+        seen.append(line)
+        if marker in line:
+            proc.send_signal(signum)
+            break
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, "".join(seen) + err
 
 
 def run_cli(h: Home, *args: str, check: bool = False, timeout: float = 300,

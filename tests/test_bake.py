@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import MakeRepo, cli_env, git, run_cli
+from conftest import MakeRepo, cli_env, git, interrupt_at, run_cli
 
 from imagefactory import catalog
 from imagefactory.bake_failure import Cleanup, unwrap, what_happened
@@ -143,16 +143,8 @@ def test_ctrl_c_cancels_packer_cleans_up_and_records_interrupted(home: Home, mak
     argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", "bake", "--api-only",
             "--repo", repo.as_uri()]
     env = cli_env(home, AWS_POLL_DELAY_SECONDS="2")  # slow Packer's waits so the interrupt lands mid-build
-    proc = subprocess.Popen(argv, cwd=home.root, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    seen: list[str] = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "Launching a source AWS instance" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    _, err = proc.communicate(timeout=180)
-    assert proc.returncode == 130, "".join(seen) + err
+    code, output = interrupt_at(argv, home.root, env, "Launching a source AWS instance")
+    assert code == 130, output
     (build,) = builds_of(home, "cancelled")
     assert build.status == "interrupted" and not build.amis
     client = ec2(home, "us-west-2")

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
-from conftest import REPO_ROOT, MakeRepo, cli_env, new_home, run_cli, stop_emulator
+from conftest import REPO_ROOT, MakeRepo, cli_env, interrupt_at, new_home, run_cli, stop_emulator
 
 from imagefactory import catalog
 from imagefactory.cli.edge import cancelling
@@ -39,20 +38,11 @@ def test_a_signal_during_a_bake_cancels_it_like_ctrl_c(signal_home: Home, make_r
     name = f"sig-{signal.Signals(signum).name.lower()}"
     repo = make_repo({"requirements.txt": "six\n"}, name=name)
     env = cli_env(signal_home, AWS_POLL_DELAY_SECONDS="2")  # slow Packer's waits so the signal lands mid-build
-    proc = subprocess.Popen([*program, "bake", "--api-only", "--repo", repo.as_uri()], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    seen: list[str] = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "Launching a source AWS instance" in line:
-            proc.send_signal(signum)
-            break
-    _, err = proc.communicate(timeout=180)
-    output = "".join(seen) + err
-    assert proc.returncode == 128 + signum, output
+    code, output = interrupt_at([*program, "bake", "--api-only", "--repo", repo.as_uri()], REPO_ROOT, env,
+                                "Launching a source AWS instance", signum)
+    assert code == 128 + signum, output
     assert "Traceback" not in output
-    assert "interrupted" in err.strip().splitlines()[-1]
+    assert "interrupted" in output.strip().splitlines()[-1]
     (build,) = catalog.load(signal_home.catalog_path("sandbox")).images[name].builds
     assert build.status == "interrupted" and not build.amis
 

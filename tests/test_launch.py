@@ -29,7 +29,7 @@ import boto3
 import pytest
 import requests
 import websocket
-from conftest import cli_env, new_home, run_cli, stop_emulator
+from conftest import cli_env, interrupt_at, new_home, run_cli, stop_emulator
 from jupyter_client.session import Session
 
 from imagefactory import catalog
@@ -459,17 +459,9 @@ def test_ctrl_c_during_a_sandbox_launch_removes_the_instance(example_home: Home,
     h = example_home
     before = {i["InstanceId"] for i in _sandbox_live(h)}
     dirs_before = sorted(p.name for p in (h.sandbox_dir / "instances").iterdir() if p.is_dir())
-    proc = subprocess.Popen(cli_argv("launch", "hello-binder", "--sandbox"), cwd=h.root, env=cli_env(h),
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "sandbox: unpacking" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, "".join(seen) + err
+    code, err = interrupt_at(cli_argv("launch", "hello-binder", "--sandbox"), h.root, cli_env(h), "sandbox: unpacking",
+                             timeout=120)
+    assert code == 130, err
     assert "cleanup: removed instance" in err
     assert {i["InstanceId"] for i in _sandbox_live(h)} == before
     assert sorted(p.name for p in (h.sandbox_dir / "instances").iterdir() if p.is_dir()) == dirs_before
