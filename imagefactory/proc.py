@@ -23,7 +23,7 @@ class CommandError(FactoryError):
 # what to install when a program the factory runs is missing (Debian/Ubuntu package names)
 INSTALL = {"git": "apt-get install git", "ssh-keygen": "apt-get install openssh-client",
            "ssh": "apt-get install openssh-client", "packer": "apt-get install packer",
-           "debootstrap": "apt-get install debootstrap", "bwrap": "apt-get install bubblewrap",
+           "debootstrap": "apt-get install debootstrap", "systemd-nspawn": "apt-get install systemd-container",
            "zstd": "apt-get install zstd", "uv": "pip install uv (a dependency of imagefactory: reinstall it)"}
 
 
