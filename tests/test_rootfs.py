@@ -25,11 +25,13 @@ from isolation_probe import ALL_REFUSED, plant
 
 from imagefactory import provision
 from imagefactory.home import rootfs_cache_dir
+from imagefactory.recipe import RepoTree
 from imagefactory.recipe.model import Environment, Jupyter, PostBuild, PythonSpec, Recipe, Source
 from imagefactory.sandbox import base, host
 from imagefactory.sandbox.archive import pack, unpack
 from imagefactory.sandbox.buildroot import BuildRoot
 from imagefactory.sandbox.teardown import processes_in, remove_tree
+from imagefactory.smoke import smoke_packages
 
 CACHE = rootfs_cache_dir()
 USER = "ubuntu"
@@ -214,7 +216,8 @@ def example_recipe(repo: str, commit: str, *, pip: tuple[str, ...] = ("requireme
 def stage_dir(tmp: Path, name: str, recipe: Recipe, checkout: Path, autostop: int | None = 45) -> Path:
     config = provision.provision_config(recipe, build_id=f"b-{name}", packer_version="1.6.6",
                                         factory_version="0.1.0", target="sandbox",
-                                        autostop_minutes=autostop, kernel_name="tiny")
+                                        autostop_minutes=autostop, kernel_name="tiny",
+                                        smoke=smoke_packages(recipe, RepoTree.scan(checkout)))
     return provision.stage_provision_dir(tmp / name, recipe, config, checkout, None)
 
 
