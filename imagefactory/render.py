@@ -86,6 +86,8 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
         "imagefactory:build-id": build_id,
         "imagefactory:factory-version": factory_version,
         "imagefactory:target": target,
+        "imagefactory:login-user": recipe.image.login_user,   # read by `launch --ami` (owner account only:
+        "imagefactory:jupyter-port": str(recipe.jupyter.port),  # a shared AMI shows no tags to others)
         "managed-by": "imagefactory",
     })
     for key, value in tags.items():

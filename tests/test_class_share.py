@@ -3,10 +3,14 @@ emulator, students reached by assuming a role into their accounts. Never a mock.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -277,3 +281,107 @@ def test_an_ou_class_gets_the_key_policy_statement_that_lets_its_accounts_launch
     shown = json.loads(run_cli(h, "catalog.show", "hydro", "--json", check=True).stdout)
     recorded = [s for b in shown["sandbox"]["builds"] for s in b.get("shares", []) if s["class"] == "ou-class"]
     assert [(s["ami"], s["accounts"], s["ous"]) for s in recorded] == [(ami, 0, [OU_ARN])]
+
+
+STUDENT_CIDR = "198.51.100.9/32"
+
+
+def student_cli(folder: Path, endpoint: str, creds: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI run by a student: from an empty folder, no factory home, the student's own credentials,
+    the AWS code path (AWS_ENDPOINT_URL points it at the emulator)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGEFACTORY_"))}
+    env.update({"HOME": str(folder), "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-west-2", **creds})
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", *args]
+    return subprocess.run(argv, cwd=folder, env=env, text=True, capture_output=True, timeout=300, check=False)
+
+
+def assumed(h: Home, account: str) -> dict[str, str]:
+    target = open_target("sandbox", h.emulator_dir)
+    got = target.client("sts", "us-west-2").assume_role(RoleArn=role_arn(account),
+                                                        RoleSessionName="student")["Credentials"]
+    return {"AWS_ACCESS_KEY_ID": got["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": got["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": got["SessionToken"]}
+
+
+def test_a_student_with_no_factory_home_launches_the_shared_ami(baked: tuple[Home, str], tmp_path: Path) -> None:
+    h, _name = baked
+    write_roster(h, [{"id": STUDENTS[0], "label": LABEL}], key=CLASS_KEY_ALIAS, name="student-class",
+                 regions=("us-west-2",))
+    shared = json.loads(run_cli(h, "share", "hydro", "--class", "student-class", "--json", check=True).stdout)
+    ami = shared["regions"][0]["ami"]
+    endpoint = open_target("sandbox", h.emulator_dir).endpoint
+    assert endpoint is not None
+    folder = tmp_path / "student"
+    folder.mkdir()
+
+    # an account the class does not name: AWS's answer in one line, nothing made
+    outsider = student_cli(folder, endpoint, assumed(h, OUTSIDER), "launch", "--ami", ami, "--region", "us-west-2",
+                           "--cidr", STUDENT_CIDR, "--no-wait")
+    assert outsider.returncode == 1 and "Traceback" not in outsider.stderr
+    assert outsider.stderr.strip().splitlines()[-1] == (
+        f"error: AMI {ami} is not in us-west-2 for account {OUTSIDER} (check --region (an AMI exists only where it "
+        "was built or copied), or ask whoever shared it to share it with your account)")
+    assert not (folder / ".ssh").exists()
+
+    # the student: the same safe defaults as `invoke launch`, in the student's own account
+    creds = assumed(h, STUDENTS[0])
+    done = student_cli(folder, endpoint, creds, "launch", "--ami", ami, "--region", "us-west-2", "--cidr",
+                       STUDENT_CIDR, "--no-wait", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ami"] == ami and result["region"] == "us-west-2" and result["target"] == "aws"
+    pem = Path(result["key_path"])
+    assert pem == folder / ".ssh" / "imagefactory-us-west-2.pem" and stat.S_IMODE(pem.stat().st_mode) == 0o400
+    assert result["tunnel_command"] == f"ssh -i {pem} -N -L 7005:localhost:8889 ubuntu@{result['host']}"
+    ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=endpoint, aws_access_key_id=creds[
+        "AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=creds["AWS_SESSION_TOKEN"])
+    inst = ec2.describe_instances(InstanceIds=[result["instance_id"]])["Reservations"][0]["Instances"][0]
+    assert inst["State"]["Name"] == "running" and inst["ImageId"] == ami
+    assert inst["MetadataOptions"]["HttpTokens"] == "required"
+    volume = ec2.describe_volumes(VolumeIds=[inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]])["Volumes"][0]
+    assert volume["Encrypted"] is True
+    shutdown = ec2.describe_instance_attribute(InstanceId=inst["InstanceId"],
+                                               Attribute="instanceInitiatedShutdownBehavior")
+    assert shutdown["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
+    data = ec2.describe_instance_attribute(InstanceId=inst["InstanceId"], Attribute="userData")["UserData"]["Value"]
+    assert 'content: "60\\n"' in base64.b64decode(data).decode()
+    (group,) = ec2.describe_security_groups(GroupIds=[g["GroupId"] for g in inst["SecurityGroups"]])["SecurityGroups"]
+    assert [r["CidrIp"] for p in group["IpPermissions"] for r in p["IpRanges"]] == [STUDENT_CIDR]
+    assert ec2.describe_key_pairs(KeyNames=[result["key_name"]])["KeyPairs"]
+    assert "PRIVATE KEY" not in done.stdout + done.stderr
+
+    # the next steps, by instance id and region, still without a home
+    iid = result["instance_id"]
+    text = student_cli(folder, endpoint, creds, "launch", "--ami", ami, "--region", "us-west-2", "--cidr",
+                       STUDENT_CIDR, "--no-wait")
+    assert text.returncode == 0, text.stderr
+    second = re.search(r"launched (i-[0-9a-f]+)", text.stdout)
+    assert second is not None
+    assert f"imagefactory connect {second[1]} --region us-west-2" in text.stdout
+    assert f"imagefactory terminate {second[1]} --region us-west-2" in text.stdout
+    stopped = student_cli(folder, endpoint, creds, "stop", iid, "--region", "us-west-2", "--json")
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["state"] in ("stopping", "stopped")
+    refused = student_cli(folder, endpoint, creds, "connect", iid, "--region", "us-west-2")
+    assert refused.returncode == 1 and f"instance {iid} is stopped" in refused.stderr
+    for ident in (iid, second[1]):
+        gone = student_cli(folder, endpoint, creds, "terminate", ident, "--region", "us-west-2", "--yes", "--json")
+        assert gone.returncode == 0, gone.stderr
+    for ident in (iid, second[1]):
+        inst = ec2.describe_instances(InstanceIds=[ident])["Reservations"][0]["Instances"][0]
+        assert inst["State"]["Name"] in ("shutting-down", "terminated")
+    assert run_cli(h, "unshare", "hydro", "--class", "student-class").returncode == 0
+
+
+def test_without_a_home_or_credentials_launch_says_what_the_sandbox_needs(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGEFACTORY_"))}
+    env["HOME"] = str(tmp_path)
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()",
+            "launch", "--ami", "ami-0123456789abcdef0", "--region", "us-west-2"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, text=True, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: the sandbox needs the factory home its emulator runs in, and there is none here (and no AWS "
+        "credentials are configured) (set IMAGEFACTORY_HOME to that home, or configure AWS credentials "
+        "(aws configure))")
