@@ -246,6 +246,8 @@ def test_the_handout_renders_in_chromium_and_matches_the_catalog(baked: tuple[Ho
     assert set(re.findall(r"ami-[0-9a-f]+", dom.stdout)) == set(recorded.values())
     for region, ami in recorded.items():
         assert f"--image-id {ami} --instance-type t3.large" in dom.stdout and f"--region {region}" in dom.stdout
+        command = f"imagefactory launch --ami {ami} --region {region} --type t3.large --autostop 60"
+        assert f"<pre>{command}</pre>" in dom.stdout and f"    {command}\n" in readme.read_text()
     assert "The image only exists in us-east-2, us-west-2" in dom.stdout
     for text in (dom.stdout, readme.read_text()):
         assert "Ada" not in text and LABEL not in text and STUDENTS[0] not in text
