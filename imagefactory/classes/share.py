@@ -60,6 +60,7 @@ class RegionOutcome:
     grants_revoked: int = 0
     writes: int = 0
     error: str | None = None
+    on_class_key: bool = False      # the build's own AMI is already on the class key (image.kms_key): no copy
 
     def line(self) -> str:
         if self.status == "failed":
@@ -158,6 +159,7 @@ def _one_region(target: Target, region: str, image: str, build: catalog_mod.Buil
     key = aws.key_arn(kms, roster.key_for(region)) if roster.key_for(region) else None
     img, copied = _class_ami(target, region, image, build, roster, src, key, previous, dry_run)
     out.copied = copied and not (previous or {}).get("copied")
+    out.on_class_key = bool(key) and not copied and img is not None
     if img is None:  # dry run, copy due: everyone is added to the copy
         out.ami, out.status, out.added = "(new copy)", "planned", len(wanted(who))
         return out, None
@@ -227,6 +229,10 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
         gone = {r.region for r, _rec in results if r.region in dropped and r.status != "failed"}
         catalog_mod.update(catalog_path, lambda c: record.drop(record.put(c, image, build.id, done), image,
                                                                build.id, roster.name, gone))
+    kept = [r.region for r in report.regions if r.on_class_key]
+    if kept:
+        report.notes.append(f"{', '.join(kept)}: the build's AMI is already encrypted with the class key (baked with "
+                            "image.kms_key): shared as it is, no copy made")
     if not unshare and roster.key_for(roster.regions[0]) and (who.organization or who.ous):
         report.notes.append("the class key needs this key-policy statement for the organization/OU accounts "
                             "(grants cannot name them): " + aws.key_policy_statement(roster.name, who.organization,
