@@ -31,9 +31,10 @@ from imagefactory.cloud.target import Target
 from imagefactory.errors import ClassError, FactoryError
 
 
-class _Clients:
+class Clients:
     """The target's clients, made once per service and region and shared by the region threads (making a
-    boto3 client is slow, CPU-bound, and not safe from several threads at once)."""
+    boto3 client is slow, CPU-bound, and not safe from several threads at once). `converge` makes one, or
+    reuses one it is given (bench/share.py makes them before its timed runs)."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -198,7 +199,7 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
              workers: int | None = None) -> ShareReport:
     """Share (or with `unshare`, take back) `image`'s build with the class, in every class region at once
     (`workers=1`: one region after the other, for comparison)."""
-    target = _Clients(target)  # type: ignore[assignment]
+    target = target if isinstance(target, Clients) else Clients(target)  # type: ignore[assignment]
     cat = catalog_mod.load(catalog_path)
     build = pick_build(cat, image, build_id)
     who = Who() if unshare else roster.who
