@@ -4,7 +4,8 @@ stop, start, terminate (sandbox instances locally too). Listing and changing sta
 which both use.
 
 Without a factory home (a student, `home` None) these work on AWS by instance id in one region: `--region`,
-else the configured default region (AWS_REGION, ~/.aws/config); the key file is ~/.ssh's as at launch.
+else the configured default region (AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config); the key file is ~/.ssh's
+as at launch.
 
 The token is read over ssh from the file the image's token script wrote (its path is in
 /etc/imagefactory/jupyter.env) and appears only in the URL this module returns: it is never logged.
@@ -12,6 +13,7 @@ The token is read over ssh from the file the image's token script wrote (its pat
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -35,7 +37,8 @@ TOKEN_WAIT = 180.0
 def endpoint(home: Home | None, target: Target, region: str, instance: dict[str, Any]) -> Endpoint:
     iid = instance["InstanceId"]
     if instance["State"]["Name"] != "running":
-        raise CloudError(f"instance {iid} is {instance['State']['Name']}", f"start it: invoke start {iid}")
+        again = f"invoke start {iid}" if home is not None else f"imagefactory start {iid} --region {region}"
+        raise CloudError(f"instance {iid} is {instance['State']['Name']}", f"start it: {again}")
     tags = ec2.tags_of(instance)
     key = Path.home() / ".ssh" / tags.get("imagefactory:key-file", f"{instance.get('KeyName')}.pem")
     if not key.exists():
@@ -87,7 +90,7 @@ def search_regions(home: Home | None, target: Target, region: str | None) -> tup
         return catalog_regions(home, target)
     import boto3
 
-    default = boto3.session.Session().region_name
+    default = os.environ.get("AWS_REGION") or boto3.session.Session().region_name  # AWS_DEFAULT_REGION, config
     if not default:
         raise CloudError("no region to look for the instance in (no factory home, no default region)",
                          "pass --region R, the region you launched in")

@@ -366,7 +366,11 @@ def test_a_student_with_no_factory_home_launches_the_shared_ami(baked: tuple[Hom
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["state"] in ("stopping", "stopped")
     refused = student_cli(folder, endpoint, creds, "connect", iid, "--region", "us-west-2")
-    assert refused.returncode == 1 and f"instance {iid} is stopped" in refused.stderr
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1] == (
+        f"error: instance {iid} is stopped (start it: imagefactory start {iid} --region us-west-2)")
+    listed = student_cli(folder, endpoint, creds, "instances", "--json")  # the configured region (AWS_REGION)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(i["id"] for i in json.loads(listed.stdout)) == sorted((iid, second[1]))
     for ident in (iid, second[1]):
         gone = student_cli(folder, endpoint, creds, "terminate", ident, "--region", "us-west-2", "--yes", "--json")
         assert gone.returncode == 0, gone.stderr
