@@ -23,7 +23,7 @@ from imagefactory import catalog, pricing, proc
 from imagefactory.cloud import instances as ec2
 from imagefactory.cloud.target import SANDBOX_NOTICE, Target, choose_target, open_target
 from imagefactory.errors import CloudError, HomeNotFound
-from imagefactory.home import Home
+from imagefactory.home import Home, find_home
 from imagefactory.result import Result
 from imagefactory.tunnel import Endpoint, Tunnel, open_tunnel, ssh_argv
 from imagefactory.waiting import WaitTimeout, wait_for
@@ -100,8 +100,8 @@ def search_regions(home: Home | None, target: Target, region: str | None) -> tup
 def locate(home: Home | None, target: Target, ident: str, region: str | None = None) -> tuple[str, dict[str, Any]]:
     """(region, instance) for an instance id, or for an image name when one instance of it is live."""
     if home is None and not ident.startswith("i-"):
-        raise CloudError(f"{ident!r} is not an instance id, and there is no factory home to find an image in",
-                         "pass the instance id (i-...) that launch printed")
+        raise no_home(f"{ident!r} is not an instance id, and only a home's catalog knows image names",
+                      "pass the instance id (i-...) that launch printed")
     found = ec2.managed(target, search_regions(home, target, region))
     if ident.startswith("i-"):
         hits = [(r, i) for r, i in found if i["InstanceId"] == ident]
@@ -147,10 +147,19 @@ def open_any_target(home: Home | None, sandbox: bool, progress: Progress) -> Tar
     if home is not None:
         return open_catalog_target(home, sandbox, progress)
     if choose_target(sandbox=sandbox) == "sandbox":
-        raise HomeNotFound("the sandbox needs the factory home its emulator runs in, and there is none here"
-                           + ("" if sandbox else " (and no AWS credentials are configured)"),
-                           "set IMAGEFACTORY_HOME to that home, or configure AWS credentials (aws configure)")
+        why = "--sandbox was given" if sandbox else "no AWS credentials are configured"
+        raise no_home(f"the sandbox's emulator lives in a home, and {why}",
+                      "configure AWS credentials (aws configure) to launch an AMI you were given")
     return open_target("aws", Path("."))  # no emulator directory is used on AWS
+
+
+def no_home(why: str, fix: str) -> HomeNotFound:
+    """The one 'no factory home here' error (`find_home`'s), saying why this command needed one."""
+    try:
+        find_home()
+    except HomeNotFound as exc:
+        return HomeNotFound(f"{exc.message}; {why}", f"{exc.hint}; or {fix}")
+    return HomeNotFound(why, fix)  # a home appeared meanwhile: still one line
 
 
 # ---- list, stop, start, terminate --------------------------------------------------------------------------

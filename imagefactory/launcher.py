@@ -29,7 +29,7 @@ from imagefactory.catalog import ImageEntry
 from imagefactory.cloud import access
 from imagefactory.cloud import instances as ec2
 from imagefactory.cloud.target import Target
-from imagefactory.connect import open_any_target
+from imagefactory.connect import no_home, open_any_target
 from imagefactory.errors import CatalogError, CloudError, FactoryError
 from imagefactory.home import Home
 from imagefactory.launch_plan import (
@@ -96,8 +96,8 @@ def launch(home: Home | None, opts: LaunchOptions, progress: Progress) -> Launch
         choice, user, jupyter_port, notes = picked.choice, picked.user, picked.jupyter_port, picked.notes
     else:
         if home is None:
-            raise CatalogError(f"no factory home to find image {opts.name!r} in",
-                               "launch an AMI you were given: imagefactory launch --ami AMI_ID --region R")
+            raise no_home(f"image {opts.name!r} is looked up in a home's catalog",
+                          "launch an AMI you were given: imagefactory launch --ami AMI_ID --region R")
         entry = find_entry(home, target, opts.name)
         user, jupyter_port, order = image_facts(home, opts.name)
         choice = choose(entry, opts.region, order)
