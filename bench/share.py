@@ -14,8 +14,9 @@ Besides the whole command, the region phase is timed: from the start until `conv
 region outcome (the encryption check and every region's copy, reads, writes and verification), that is
 without the one catalog write at the end, which both modes make alike. Each mode runs twice: "cold", as a
 command runs (its boto3 clients made inside the timed run), and "warm", with the clients made before timing
-(`Clients`, the cache `converge` itself uses). Both modes are treated alike in each pair; the emulator's
-own CPU per call (a Python server: it does not overlap on 2 cores) stays inside every figure.
+(`Clients`, the cache `converge` itself uses). Every run starts on a fresh emulator and catalog (earlier
+runs' copies and records would slow later ones). The emulator's own CPU per call (a Python server: it does
+not overlap on 2 cores) stays inside every figure.
 """
 
 from __future__ import annotations
@@ -94,50 +95,65 @@ def warm(target: Any) -> Clients:
     return clients
 
 
+def measure(args: argparse.Namespace, calls: Calls, clients: str, label: str, workers: int | None,
+            keep: bool = False) -> tuple[float, float, Any]:
+    """One timed converge on a fresh emulator and catalog (earlier runs' copies and records would slow the
+    later ones): (whole seconds, region-phase seconds, the run's context for a second run when `keep`)."""
+    tmp = tempfile.TemporaryDirectory(prefix="bench-share-")
+    home, state = Path(tmp.name), Path(tmp.name) / ".sandbox" / "emulator"
+    try:
+        target = open_target("sandbox", state)
+        path = home / "catalog.yaml"
+        make_build(target, path)
+        r = roster(home, "bench-class", 300000000000, args.accounts)
+        given = target if clients == "cold" else warm(target)
+        reported: list[float] = []
+        calls.reset()
+        started = time.monotonic()
+        report = converge(given, path, "bench", r, workers=workers,
+                          progress=lambda _line: reported.append(time.monotonic()))
+        whole, phase = time.monotonic() - started, reported[0] - started
+        assert not report.failed, report.text()
+        print(f"{clients} {label:>10}: {whole:6.2f} s (region phase {phase:5.2f} s), {sum(calls.reset().values())} "
+              f"API calls ({len(REGIONS)} regions, {args.accounts} accounts + 1 OU, {args.latency_ms:g} ms each)")
+    except BaseException:
+        down(state)
+        tmp.cleanup()
+        raise
+    if keep:
+        return whole, phase, (tmp, state, target, path, r)
+    down(state)
+    tmp.cleanup()
+    return whole, phase, None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--accounts", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-share-") as tmp:
-        home, state = Path(tmp), Path(tmp) / ".sandbox" / "emulator"
-        target = open_target("sandbox", state)
-        path = home / "catalog.yaml"
-        make_build(target, path)
-        calls = Calls(args.latency_ms / 1000)
-        boto3.setup_default_session()
-        boto3.DEFAULT_SESSION.events.register("before-send", calls)  # type: ignore[union-attr]
-        try:
-            timings = {}
-            first = 300000000000
-            for clients in ("cold", "warm"):
-                for label, workers in (("sequential", 1), ("concurrent", None)):
-                    r = roster(home, f"{clients}-{label}", first, args.accounts)
-                    first += 100000000000
-                    given = target if clients == "cold" else warm(target)
-                    reported: list[float] = []
-                    calls.reset()
-                    started = time.monotonic()
-                    report = converge(given, path, "bench", r, workers=workers,
-                                      progress=lambda _line, seen=reported: seen.append(time.monotonic()))
-                    timings[clients, label] = time.monotonic() - started
-                    timings[clients, label, "regions"] = reported[0] - started
-                    assert not report.failed, report.text()
-                    print(f"{clients} {label:>10}: {timings[clients, label]:6.2f} s (region phase "
-                          f"{timings[clients, label, 'regions']:5.2f} s), {sum(calls.reset().values())} "
-                          f"API calls ({len(REGIONS)} regions, {args.accounts} accounts + 1 OU, "
-                          f"{args.latency_ms:g} ms each)")
-                whole = timings[clients, "sequential"] / timings[clients, "concurrent"]
-                phase = timings[clients, "sequential", "regions"] / timings[clients, "concurrent", "regions"]
-                print(f"{clients}   speed-up: {whole:.1f}x whole command, {phase:.1f}x region phase (target >= 3x)")
-            report = converge(target, path, "bench", r)
-            again = calls.reset()
-            writes = {op: n for op, n in again.items() if not op.startswith(READS)}
-            print(f"second run: {sum(again.values())} API calls, {sum(writes.values())} writes {writes or ''}"
-                  f"({'only reads' if not writes else 'NOT only reads'}); "
-                  f"{'no change' if 'nothing to change' in report.text() else 'CHANGED'}")
-        finally:
-            down(state)
+    calls = Calls(args.latency_ms / 1000)
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-send", calls)  # type: ignore[union-attr]
+    kept = None
+    for clients in ("cold", "warm"):
+        seq = measure(args, calls, clients, "sequential", 1)
+        conc = measure(args, calls, clients, "concurrent", None, keep=clients == "cold")
+        kept = kept or conc[2]
+        print(f"{clients}   speed-up: {seq[0] / conc[0]:.1f}x whole command, {seq[1] / conc[1]:.1f}x region phase "
+              "(target >= 3x)")
+    assert kept is not None
+    tmp, state, target, path, r = kept
+    try:
+        report = converge(target, path, "bench", r)
+        again = calls.reset()
+        writes = {op: n for op, n in again.items() if not op.startswith(READS)}
+        print(f"second run: {sum(again.values())} API calls, {sum(writes.values())} writes {writes or ''}"
+              f"({'only reads' if not writes else 'NOT only reads'}); "
+              f"{'no change' if 'nothing to change' in report.text() else 'CHANGED'}")
+    finally:
+        down(state)
+        tmp.cleanup()
     return 0
 
 

@@ -167,8 +167,10 @@ def _one_region(target: Target, region: str, image: str, build: catalog_mod.Buil
     ec2, ami = target.client("ec2", region), str(img["ImageId"])
     snapshots = aws.snapshot_ids(img)
     ours = frozenset((previous or {}).get("entries", ())) if (previous or {}).get("ami") == ami else frozenset()
-    current = Current(region, ami, aws.launch_entries(ec2, ami), aws.copy_users(ec2, snapshots), ours,
-                      record.others_of(build, roster.name, region))
+    # a copy made just now has no launch or create-volume permissions (CopyImage carries none): nothing to read
+    launch_now = frozenset() if out.copied else aws.launch_entries(ec2, ami)
+    copy_now = frozenset() if out.copied else aws.copy_users(ec2, snapshots)
+    current = Current(region, ami, launch_now, copy_now, ours, record.others_of(build, roster.name, region))
     plan = plan_region(current, who, allow_copy=roster.allow_copy)
     out.ami, out.added, out.removed = ami, len(plan.add) + len(plan.copy_add), len(plan.remove) + len(plan.copy_remove)
     if key:
