@@ -205,12 +205,14 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
     cat = catalog_mod.load(catalog_path)
     build = pick_build(cat, image, build_id)
     who = Who() if unshare else roster.who
-    src = _Source({}, {}) if unshare else _check_encryption(target, image, build, roster)
+    with ThreadPoolExecutor(max_workers=1) as aside:  # who is calling, asked while the encryption is read
+        asked = aside.submit(_caller, target)
+        src = _Source({}, {}) if unshare else _check_encryption(target, image, build, roster)
+        caller = asked.result()
     recorded = set(record.shares_of(build, roster.name))
     dropped = recorded if unshare else recorded - set(roster.regions)  # regions the class no longer uses
     regions = sorted(recorded) if unshare else [*roster.regions, *sorted(dropped)]
     report = ShareReport(image, build.id, roster.name, dry_run)
-    caller = _caller(target)
 
     def run(region: str) -> tuple[RegionOutcome, dict | None]:
         try:
