@@ -396,3 +396,40 @@ def test_without_a_home_or_credentials_launch_says_what_the_sandbox_needs(tmp_pa
     assert "the sandbox's emulator lives in a home, and no AWS credentials are configured" in line
     assert line.endswith("or set IMAGEFACTORY_HOME; or configure AWS credentials (aws configure) to launch an AMI "
                          "you were given)")
+
+
+def test_a_bake_with_image_kms_key_is_shared_without_a_copy(tmp_path: Path) -> None:
+    repo = tmp_path / "repos" / "keyed"
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    write_files(repo, {"requirements.txt": "six==1.16.0\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    h = new_home(tmp_path / "home")
+    try:
+        run_cli(h, "recipe", "--repo", repo.as_uri(), check=True)
+        path = h.recipe_path("keyed")
+        path.write_text(path.read_text().replace("image:\n", f"image:\n  kms_key: {CLASS_KEY_ALIAS}\n", 1))
+        run_cli(h, "bake", "--api-only", "--repo", repo.as_uri(), "--regions", ",".join(REGIONS), check=True)
+        build = catalog.load(h.catalog_path("sandbox")).image("keyed").latest_build()
+        assert build is not None and sorted(build.amis) == sorted(REGIONS)
+        target = open_target("sandbox", h.emulator_dir)
+        for region, ami in build.amis.items():  # Packer's kms_key_id / region_kms_key_ids, as AWS records them
+            ec2 = target.client("ec2", region)
+            img = ec2.describe_images(ImageIds=[ami])["Images"][0]
+            snap = ec2.describe_snapshots(SnapshotIds=[img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]])
+            assert snap["Snapshots"][0]["Encrypted"] is True
+            assert snap["Snapshots"][0]["KmsKeyId"] == key_arn(region, CLASS_KEY_ALIAS)
+        doc = rosters.new_document(title="Keyed", regions=REGIONS, accounts=[{"id": STUDENTS[0]}],
+                                   start=date(2026, 1, 12), end=date(2026, 3, 20), kms_key=CLASS_KEY_ALIAS)
+        rosters.write_new(h.root, "keyed-class", doc, force=True)
+        done = json.loads(run_cli(h, "share", "keyed", "--class", "keyed-class", "--json", check=True).stdout)
+        assert [(r["region"], r["ami"], r["copied"], r["on_class_key"], r["status"]) for r in done["regions"]] == [
+            (region, build.amis[region], False, True, "changed") for region in REGIONS]
+        assert any("already encrypted with the class key" in n and "no copy made" in n for n in done["notes"])
+        for region in REGIONS:
+            assert target.client("ec2", region).describe_images(Owners=["self"], Filters=[
+                {"Name": "tag:imagefactory:class", "Values": ["keyed-class"]}])["Images"] == []
+            assert launch_state(h, STUDENTS[0], region, build.amis[region]) == "running"
+    finally:
+        stop_emulator(h)
