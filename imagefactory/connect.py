@@ -3,12 +3,17 @@ and open the tunnel (`imagefactory.tunnel`) to hand back the lab URL; list them 
 stop, start, terminate (sandbox instances locally too). Listing and changing stay here beside `locate`,
 which both use.
 
+Without a factory home (a student, `home` None) these work on AWS by instance id in one region: `--region`,
+else the configured default region (AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config); the key file is ~/.ssh's
+as at launch.
+
 The token is read over ssh from the file the image's token script wrote (its path is in
 /etc/imagefactory/jupyter.env) and appears only in the URL this module returns: it is never logged.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -17,8 +22,8 @@ from typing import Any
 from imagefactory import catalog, pricing, proc
 from imagefactory.cloud import instances as ec2
 from imagefactory.cloud.target import SANDBOX_NOTICE, Target, choose_target, open_target
-from imagefactory.errors import CloudError
-from imagefactory.home import Home
+from imagefactory.errors import CloudError, HomeNotFound
+from imagefactory.home import Home, find_home
 from imagefactory.result import Result
 from imagefactory.tunnel import Endpoint, Tunnel, open_tunnel, ssh_argv
 from imagefactory.waiting import WaitTimeout, wait_for
@@ -29,10 +34,11 @@ REMOTE_READ = ('. /etc/imagefactory/jupyter.env && printf "%s\\n" "$IF_JUPYTER_P
 TOKEN_WAIT = 180.0
 
 
-def endpoint(home: Home, target: Target, region: str, instance: dict[str, Any]) -> Endpoint:
+def endpoint(home: Home | None, target: Target, region: str, instance: dict[str, Any]) -> Endpoint:
     iid = instance["InstanceId"]
     if instance["State"]["Name"] != "running":
-        raise CloudError(f"instance {iid} is {instance['State']['Name']}", f"start it: invoke start {iid}")
+        again = f"invoke start {iid}" if home is not None else f"imagefactory start {iid} --region {region}"
+        raise CloudError(f"instance {iid} is {instance['State']['Name']}", f"start it: {again}")
     tags = ec2.tags_of(instance)
     key = Path.home() / ".ssh" / tags.get("imagefactory:key-file", f"{instance.get('KeyName')}.pem")
     if not key.exists():
@@ -42,6 +48,7 @@ def endpoint(home: Home, target: Target, region: str, instance: dict[str, Any]) 
         return Endpoint(iid, region, instance.get("PublicIpAddress", ""), ec2.SSH_PORT, user, key, None)
     from imagefactory.sandbox import instances as local
 
+    assert home is not None  # open_any_target refuses the sandbox without one
     booted = local.load(home, iid)
     if booted is None or not local.is_up(booted):
         raise CloudError(f"sandbox instance {iid} is not running here", f"start it: invoke start {iid}")
@@ -73,9 +80,29 @@ def catalog_regions(home: Home, target: Target) -> tuple[str, ...]:
     return tuple(sorted({r for e in cat.images.values() for b in e.builds for r in b.amis}))
 
 
-def locate(home: Home, target: Target, ident: str) -> tuple[str, dict[str, Any]]:
+def search_regions(home: Home | None, target: Target, region: str | None) -> tuple[str, ...]:
+    """`region` if given; else the catalog's regions (in a home), or the configured default region."""
+    if region is not None:
+        from imagefactory.cloud.target import check_regions
+
+        return check_regions((region,))
+    if home is not None:
+        return catalog_regions(home, target)
+    import boto3
+
+    default = os.environ.get("AWS_REGION") or boto3.session.Session().region_name  # AWS_DEFAULT_REGION, config
+    if not default:
+        raise CloudError("no region to look for the instance in (no factory home, no default region)",
+                         "pass --region R, the region you launched in")
+    return (default,)
+
+
+def locate(home: Home | None, target: Target, ident: str, region: str | None = None) -> tuple[str, dict[str, Any]]:
     """(region, instance) for an instance id, or for an image name when one instance of it is live."""
-    found = ec2.managed(target, catalog_regions(home, target))
+    if home is None and not ident.startswith("i-"):
+        raise no_home(f"{ident!r} is not an instance id, and only a home's catalog knows image names",
+                      "pass the instance id (i-...) that launch printed")
+    found = ec2.managed(target, search_regions(home, target, region))
     if ident.startswith("i-"):
         hits = [(r, i) for r, i in found if i["InstanceId"] == ident]
     else:
@@ -91,7 +118,7 @@ def locate(home: Home, target: Target, ident: str) -> tuple[str, dict[str, Any]]
     raise CloudError(f"{len(hits)} instances of {ident!r}: {ids}", "pass the instance id")
 
 
-def connect(home: Home, target: Target, region: str, instance: dict[str, Any], local_port: int,
+def connect(home: Home | None, target: Target, region: str, instance: dict[str, Any], local_port: int,
             progress: Progress) -> Tunnel:
     ep = endpoint(home, target, region, instance)
     progress(f"reading JupyterLab's token on {ep.instance_id} over ssh ({ep.user}@{ep.host}:{ep.port})")
@@ -100,10 +127,11 @@ def connect(home: Home, target: Target, region: str, instance: dict[str, Any], l
     return open_tunnel(ep, local_port, jupyter_port, token)
 
 
-def open_lab(home: Home, ident: str, *, local_port: int, sandbox: bool, progress: Progress) -> Tunnel:
+def open_lab(home: Home | None, ident: str, *, local_port: int, sandbox: bool, progress: Progress,
+             region: str | None = None) -> Tunnel:
     """The command `connect`: find the instance (id or image name) and open the tunnel to its JupyterLab."""
-    target = open_catalog_target(home, sandbox, progress)
-    return connect(home, target, *locate(home, target, ident), local_port, progress)
+    target = open_any_target(home, sandbox, progress)
+    return connect(home, target, *locate(home, target, ident, region), local_port, progress)
 
 
 def open_catalog_target(home: Home, sandbox: bool, progress: Progress) -> Target:
@@ -113,29 +141,50 @@ def open_catalog_target(home: Home, sandbox: bool, progress: Progress) -> Target
     return target
 
 
+def open_any_target(home: Home | None, sandbox: bool, progress: Progress) -> Target:
+    """The target with or without a factory home. Without one only AWS (or an emulator reached by
+    AWS_ENDPOINT_URL) works: the sandbox's emulator and its local instances live in a home."""
+    if home is not None:
+        return open_catalog_target(home, sandbox, progress)
+    if choose_target(sandbox=sandbox) == "sandbox":
+        why = "--sandbox was given" if sandbox else "no AWS credentials are configured"
+        raise no_home(f"the sandbox's emulator lives in a home, and {why}",
+                      "configure AWS credentials (aws configure) to launch an AMI you were given")
+    return open_target("aws", Path("."))  # no emulator directory is used on AWS
+
+
+def no_home(why: str, fix: str) -> HomeNotFound:
+    """The one 'no factory home here' error (`find_home`'s), saying why this command needed one."""
+    try:
+        find_home()
+    except HomeNotFound as exc:
+        return HomeNotFound(f"{exc.message}; {why}", f"{exc.hint}; or {fix}")
+    return HomeNotFound(why, fix)  # a home appeared meanwhile: still one line
+
+
 # ---- list, stop, start, terminate --------------------------------------------------------------------------
 
-def rows(home: Home, target: Target) -> list[dict[str, Any]]:
+def rows(home: Home | None, target: Target, region: str | None = None) -> list[dict[str, Any]]:
     from datetime import UTC, datetime
 
     out: list[dict[str, Any]] = []
     now = datetime.now(UTC)
-    price_of = lru_cache(maxsize=None)(lambda region, kind, spot: pricing.price(target, region, kind, spot=spot))
-    for region, inst in ec2.managed(target, catalog_regions(home, target)):
+    price_of = lru_cache(maxsize=None)(lambda where, kind, spot: pricing.price(target, where, kind, spot=spot))
+    for where, inst in ec2.managed(target, search_regions(home, target, region)):
         tags, state = ec2.tags_of(inst), inst["State"]["Name"]
         spot = inst.get("InstanceLifecycle") == "spot"
         uptime = (now - inst["LaunchTime"]).total_seconds() if state == "running" else 0.0
-        hourly = price_of(region, inst["InstanceType"], spot).hourly(spot)
+        hourly = price_of(where, inst["InstanceType"], spot).hourly(spot)
         out.append({"id": inst["InstanceId"], "image": tags.get("imagefactory:image", "-"),
                     "build_id": tags.get("imagefactory:build-id"), "type": inst["InstanceType"], "state": state,
-                    "spot": spot, "region": region, "uptime_seconds": round(uptime),
+                    "spot": spot, "region": where, "uptime_seconds": round(uptime),
                     "hourly_usd": hourly, "cost_usd": pricing.cost_so_far(hourly, uptime), "target": target.kind})
     return out
 
 
-def listing(home: Home, *, sandbox: bool, progress: Progress) -> Result:
+def listing(home: Home | None, *, sandbox: bool, progress: Progress, region: str | None = None) -> Result:
     """The command `instances`: every launched instance with its uptime and cost so far."""
-    items = rows(home, open_catalog_target(home, sandbox, progress))
+    items = rows(home, open_any_target(home, sandbox, progress), region)
     return Result(items, table(items))
 
 
@@ -156,18 +205,20 @@ def table(items: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines)
 
 
-def change_instance(home: Home, ident: str, action: str, *, sandbox: bool, progress: Progress) -> Result:
+def change_instance(home: Home | None, ident: str, action: str, *, sandbox: bool, progress: Progress,
+                    region: str | None = None) -> Result:
     """The commands `stop`, `start`, `terminate`."""
-    done = change(home, open_catalog_target(home, sandbox, progress), ident, action, progress)
+    done = change(home, open_any_target(home, sandbox, progress), ident, action, progress, region)
     return Result(done, f"{done['id']}: {done['state']}")
 
 
-def change(home: Home, target: Target, ident: str, action: str, progress: Progress) -> dict[str, Any]:
+def change(home: Home | None, target: Target, ident: str, action: str, progress: Progress,
+           region: str | None = None) -> dict[str, Any]:
     """stop (keeps the disk), start, or terminate (deletes it) one instance; sandbox ones locally too."""
-    region, inst = locate(home, target, ident)
+    region, inst = locate(home, target, ident, region)
     iid = inst["InstanceId"]
     local = None
-    if target.sandbox:
+    if target.sandbox and home is not None:
         from imagefactory.sandbox import instances as local
     if local and action in ("stop", "terminate"):
         (local.halt if action == "stop" else local.remove)(home, iid)

@@ -2,12 +2,14 @@
 the user data, the commands a person types, and the result with its summary. Pure: no cloud call.
 
     check_options(opts)                            instance type, ssh source, port, volume, autostop
-    choose(entry, region, order)  -> Choice        which build and AMI
+    choose(entry, region, order)  -> Choice        which build and AMI (an image of the catalog)
+    by_ami(image, region)         -> AmiChoice     an AMI named by its ID (no home, no catalog: students)
     summary(result)               -> str           how to get in, what it costs, how to stop paying
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,15 +18,21 @@ from imagefactory import pricing
 from imagefactory.catalog import Build, ImageEntry
 from imagefactory.cloud import access
 from imagefactory.cloud import instances as ec2
-from imagefactory.errors import CatalogError, CloudError
+from imagefactory.errors import CatalogError, CloudError, UsageError
 
 DEFAULT_TYPE = "t3.medium"
 DEFAULT_AUTOSTOP = 60
+AMI_RE = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+# the image contract's defaults (recipe.model ImageSpec.login_user, JupyterSpec.port), for an AMI without our tags
+CONTRACT_USER = "ubuntu"
+CONTRACT_JUPYTER_PORT = 8889
+USER_TAG = "imagefactory:login-user"
+PORT_TAG = "imagefactory:jupyter-port"
 
 
 @dataclass(frozen=True)
 class LaunchOptions:
-    name: str
+    name: str                    # a catalog image; "" when `ami` names the image instead
     region: str | None = None
     instance_type: str = DEFAULT_TYPE
     spot: bool = False
@@ -36,6 +44,7 @@ class LaunchOptions:
     local_port: int = 7005
     sandbox: bool = False
     wait: bool = True
+    ami: str | None = None       # --ami: launch this AMI, no catalog needed (needs `region`)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,17 @@ class Choice:
     build_id: str
     region: str
     ami: str
+
+
+@dataclass(frozen=True)
+class AmiChoice:
+    """An AMI named by its ID, with what the catalog and recipe would have told: its login user and
+    JupyterLab port (from its tags, else the image contract's defaults, and a note saying so)."""
+
+    choice: Choice
+    user: str
+    jupyter_port: int
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,7 @@ class LaunchResult:
     tunnel_command: str
     price: dict[str, Any]
     disk_month_usd: float | None
+    by_ami: bool = False         # launched by --ami: the next commands are imagefactory's, with --region
     created: tuple[str, ...] = ()
     seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -89,6 +110,33 @@ def check_options(opts: LaunchOptions) -> None:
         raise CloudError(f"--volume {opts.volume} GB is out of range", "give 1 to 16384 GB")
     if not 1024 <= opts.local_port <= 65535:
         raise CloudError(f"--local-port {opts.local_port} is out of range", "use a port from 1024 to 65535")
+    if opts.ami is not None:
+        if opts.name:
+            raise UsageError(f"both an image name ({opts.name}) and --ami {opts.ami} were given",
+                             "give one: an image of the catalog, or --ami AMI_ID --region R")
+        if not AMI_RE.fullmatch(opts.ami):
+            raise UsageError(f"--ami {opts.ami!r} is not an AMI ID", "give it as ami- and 8 or 17 hex digits")
+        if opts.region is None:
+            raise UsageError(f"--ami {opts.ami} needs --region", "an AMI exists only in one region: pass --region R")
+    elif not opts.name:
+        raise UsageError("no image to launch", "give an image name of the catalog, or --ami AMI_ID --region R")
+
+
+def by_ami(image: dict[str, Any], region: str) -> AmiChoice:
+    """The launch of one described AMI. Tags are visible only to the image's owner account, so an image
+    shared with a student shows none: then the contract's defaults, said in a note."""
+    tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
+    ami = image["ImageId"]
+    name = tags.get("imagefactory:image") or image.get("Name") or ami
+    choice = Choice(name, tags.get("imagefactory:build-id", ""), region, ami)
+    user, port = tags.get(USER_TAG), tags.get(PORT_TAG)
+    notes: list[str] = []
+    if not user or not port or not port.isdigit():
+        notes.append(f"{ami} carries no {USER_TAG}/{PORT_TAG} tags (a shared image shows none to other accounts): "
+                     f"assuming the image contract's login user {CONTRACT_USER!r} and JupyterLab port "
+                     f"{CONTRACT_JUPYTER_PORT}")
+    return AmiChoice(choice, user or CONTRACT_USER,
+                     int(port) if port and port.isdigit() else CONTRACT_JUPYTER_PORT, tuple(notes))
 
 
 def choose(entry: ImageEntry, region: str | None, order: tuple[str, ...] = ()) -> Choice:
@@ -131,15 +179,18 @@ def summary(r: LaunchResult) -> str:
     price = pricing.Price(**r.price)
     disk = f" (about ${r.disk_month_usd:.2f}/month)" if r.disk_month_usd is not None else ""
     autostop = f"after {r.autostop_minutes} idle minutes" if r.autostop_minutes else "off"
+    what = f"{r.image} ({r.ami})" if r.by_ami else f"{r.image} build {r.build_id}"
+    tool, where = ("imagefactory", f" --region {r.region}") if r.by_ami else ("invoke", "")
     return "\n".join([
-        f"launched {r.instance_id}: {r.image} build {r.build_id} as {r.instance_type}"
+        f"launched {r.instance_id}: {what} as {r.instance_type}"
         f"{' spot' if r.spot else ''} in {r.region} ({r.target}), ready in {r.seconds:.1f} s",
         f"  ssh:       {r.ssh_command}",
         f"  tunnel:    {r.tunnel_command}",
-        f"  or:        invoke connect {r.instance_id} --local-port {r.local_port}  (tunnel + lab URL with token)",
+        f"  or:        {tool} connect {r.instance_id}{where} --local-port {r.local_port}  "
+        "(tunnel + lab URL with token)",
         f"  price:     {price.text()}",
         f"  auto-stop: {autostop}",
-        f"  Stop (invoke stop {r.instance_id}) keeps the {r.volume_gb} GB disk{disk}; "
-        f"Terminate (invoke terminate {r.instance_id}) deletes it and ends all charges.",
+        f"  Stop ({tool} stop {r.instance_id}{where}) keeps the {r.volume_gb} GB disk{disk}; "
+        f"Terminate ({tool} terminate {r.instance_id}{where}) deletes it and ends all charges.",
         *(f"  note:      {n}" for n in r.notes),
     ])

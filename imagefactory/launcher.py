@@ -1,6 +1,11 @@
-"""Launch an image from the catalog: a pure choice of build and region, then the effects, undone on failure.
+"""Launch an image from the catalog, or any AMI the caller may launch (`--ami`, no home needed): a pure
+choice of build and region, then the effects, undone on failure.
 
     launch(home, opts, progress)  -> LaunchResult  key pair, security group, instance, wait, prices
+
+Without a factory home (`home` None: a student) only `--ami` works, on AWS (an emulator reached by
+AWS_ENDPOINT_URL counts); the sandbox's emulator and local instances live in a home, so there
+`IMAGEFACTORY_HOME` must name it.
 
 What is decided before the first effect (options, the build and AMI, user data, commands, the summary) is
 pure and lives in `imagefactory.launch_plan`.
@@ -24,13 +29,14 @@ from imagefactory.catalog import ImageEntry
 from imagefactory.cloud import access
 from imagefactory.cloud import instances as ec2
 from imagefactory.cloud.target import Target
-from imagefactory.connect import open_catalog_target
+from imagefactory.connect import no_home, open_any_target
 from imagefactory.errors import CatalogError, CloudError, FactoryError
 from imagefactory.home import Home
 from imagefactory.launch_plan import (
     Choice,
     LaunchOptions,
     LaunchResult,
+    by_ami,
     check_options,
     choose,
     commands,
@@ -67,6 +73,7 @@ class _Plan:
     user: str
     jupyter_port: int
     cidr: str
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -79,18 +86,28 @@ class _Made:
     local: bool = False
 
 
-def launch(home: Home, opts: LaunchOptions, progress: Progress) -> LaunchResult:
+def launch(home: Home | None, opts: LaunchOptions, progress: Progress) -> LaunchResult:
     check_options(opts)
-    target = open_catalog_target(home, opts.sandbox, progress)
-    entry = find_entry(home, target, opts.name)
-    user, jupyter_port, order = image_facts(home, opts.name)
-    choice = choose(entry, opts.region, order)
+    target = open_any_target(home, opts.sandbox, progress)
+    notes: tuple[str, ...] = ()
+    if opts.ami is not None:
+        assert opts.region is not None
+        picked = by_ami(_visible_image(target, opts.region, opts.ami), opts.region)
+        choice, user, jupyter_port, notes = picked.choice, picked.user, picked.jupyter_port, picked.notes
+    else:
+        if home is None:
+            raise no_home(f"image {opts.name!r} is looked up in a home's catalog",
+                          "launch an AMI you were given: imagefactory launch --ami AMI_ID --region R")
+        entry = find_entry(home, target, opts.name)
+        user, jupyter_port, order = image_facts(home, opts.name)
+        choice = choose(entry, opts.region, order)
     if target.sandbox:
         from imagefactory.sandbox import instances as local
 
+        assert home is not None  # open_any_target refuses the sandbox without one
         local.check_ready(home, choice.build_id)
     cidr = access.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr) if opts.cidr else access.caller_cidr(target)
-    plan = _Plan(choice, user, jupyter_port, cidr)
+    plan = _Plan(choice, user, jupyter_port, cidr, notes)
     made = _Made()
     try:
         return _create(home, target, opts, plan, made, progress)
@@ -101,9 +118,28 @@ def launch(home: Home, opts: LaunchOptions, progress: Progress) -> LaunchResult:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(exc, ClientError | BotoCoreError):
-            raise CloudError(f"launch of {opts.name} in {choice.region} failed: {_boto_message(exc)}",
+            raise CloudError(f"launch of {opts.name or opts.ami} in {choice.region} failed: {_boto_message(exc)}",
                              "nothing was left running; fix the option named above and retry") from None
         raise
+
+
+def _visible_image(target: Target, region: str, ami: str) -> dict[str, Any]:
+    """The AMI as this caller sees it; one line when it may not (not shared with it, or another region)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        images = target.client("ec2", region).describe_images(ImageIds=[ami])["Images"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"):
+            raise CloudError(f"could not look up {ami} in {region}: {_boto_message(exc)}",
+                             "check your credentials and --region") from None
+        images = []
+    if not images:
+        account = f"account {target.account}" if target.account else "your account"
+        raise CloudError(f"AMI {ami} is not in {region} for {account}",
+                         "check --region (an AMI exists only where it was built or copied), or ask whoever "
+                         "shared it to share it with your account")
+    return images[0]
 
 
 def _boto_message(exc: Exception) -> str:
@@ -113,7 +149,7 @@ def _boto_message(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _create(home: Home, target: Target, opts: LaunchOptions, plan: _Plan, made: _Made,
+def _create(home: Home | None, target: Target, opts: LaunchOptions, plan: _Plan, made: _Made,
             progress: Progress) -> LaunchResult:
     started = time.monotonic()
     choice = plan.choice
@@ -124,13 +160,14 @@ def _create(home: Home, target: Target, opts: LaunchOptions, plan: _Plan, made: 
     made.key = access.ensure_key_pair(target, choice.region, opts.key)
     group, created = access.ensure_security_group(target, choice.region, plan.cidr)
     made.group = group if created else None
-    tags = {"Name": f"{choice.image}-{choice.build_id}", "imagefactory:image": choice.image,
+    tags = {"Name": "-".join(x for x in (choice.image, choice.build_id) if x), "imagefactory:image": choice.image,
             "imagefactory:build-id": choice.build_id, "imagefactory:login-user": plan.user,
             "imagefactory:autostop-minutes": str(opts.autostop), "imagefactory:key-file": made.key.path.name,
             "owner": _owner(target)}
     spec = ec2.RunSpec(choice.ami, opts.instance_type, made.key.name, group, device, volume,
                        user_data(opts.autostop), tags, opts.spot)
-    progress(f"launching {choice.image} build {choice.build_id} ({choice.ami}) in {choice.region} as "
+    what = f"{choice.image} build {choice.build_id}" if choice.build_id else choice.image
+    progress(f"launching {what} ({choice.ami}) in {choice.region} as "
              f"{opts.instance_type}{' spot' if opts.spot else ''}")
     host, port, jupyter_port = _start(home, target, spec, plan, made, progress)
     if opts.wait:
@@ -145,8 +182,8 @@ def _create(home: Home, target: Target, opts: LaunchOptions, plan: _Plan, made: 
         ssh_port=port, user=plan.user, key_path=str(made.key.path), key_name=made.key.name, security_group=group,
         cidr=plan.cidr, local_port=opts.local_port, jupyter_port=jupyter_port, autostop_minutes=opts.autostop,
         volume_gb=volume, ssh_command=ssh_cmd, tunnel_command=tunnel_cmd, price=prices.to_dict(),
-        disk_month_usd=pricing.disk_month(pricing.load_table(), choice.region, volume), created=_created(made),
-        seconds=round(time.monotonic() - started, 2), notes=_notes(target, opts))
+        disk_month_usd=pricing.disk_month(pricing.load_table(), choice.region, volume), by_ami=opts.ami is not None,
+        created=_created(made), seconds=round(time.monotonic() - started, 2), notes=plan.notes + _notes(target, opts))
 
 
 def _notes(target: Target, opts: LaunchOptions) -> tuple[str, ...]:
@@ -156,7 +193,7 @@ def _notes(target: Target, opts: LaunchOptions) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _start(home: Home, target: Target, spec: ec2.RunSpec, plan: _Plan, made: _Made,
+def _start(home: Home | None, target: Target, spec: ec2.RunSpec, plan: _Plan, made: _Made,
            progress: Progress) -> tuple[str, int, int]:
     """Run the instance and wait until it runs; in the sandbox, boot it locally. Returns host, ssh and
     JupyterLab ports."""
@@ -167,7 +204,7 @@ def _start(home: Home, target: Target, spec: ec2.RunSpec, plan: _Plan, made: _Ma
         return instance.get("PublicIpAddress", ""), ec2.SSH_PORT, plan.jupyter_port
     from imagefactory.sandbox import instances as local
 
-    assert made.key is not None
+    assert made.key is not None and home is not None
     made.local = True
     booted = local.create(home, local.LocalSpec(made.instance, plan.choice.build_id, plan.user,
                                                 made.key.public_key, int(spec.tags["imagefactory:autostop-minutes"])),
@@ -195,7 +232,7 @@ def _owner(target: Target) -> str:
         return getpass.getuser()
 
 
-def _rollback(home: Home, target: Target, region: str, made: _Made, progress: Progress) -> None:
+def _rollback(home: Home | None, target: Target, region: str, made: _Made, progress: Progress) -> None:
     """Remove what this launch made, newest first; report (never raise) what could not be removed."""
     steps: list[tuple[str, Any]] = []
     if made.instance:
@@ -212,9 +249,9 @@ def _rollback(home: Home, target: Target, region: str, made: _Made, progress: Pr
             progress(f"cleanup: could not remove {what}: {type(exc).__name__}: {exc}")
 
 
-def _drop_instance(home: Home, target: Target, region: str, made: _Made) -> None:
+def _drop_instance(home: Home | None, target: Target, region: str, made: _Made) -> None:
     assert made.instance is not None
-    if made.local:
+    if made.local and home is not None:
         from imagefactory.sandbox import instances as local
 
         local.remove(home, made.instance)

@@ -86,6 +86,8 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
         "imagefactory:build-id": build_id,
         "imagefactory:factory-version": factory_version,
         "imagefactory:target": target,
+        "imagefactory:login-user": recipe.image.login_user,   # read by `launch --ami` (owner account only:
+        "imagefactory:jupyter-port": str(recipe.jupyter.port),  # a shared AMI shows no tags to others)
         "managed-by": "imagefactory",
     })
     for key, value in tags.items():
@@ -123,12 +125,29 @@ def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: 
         "sandbox": target == "sandbox",
         "endpoint_ec2": endpoint or "",
         "ssh_source_cidrs": list(ssh_sources),
+        **kms_values(recipe),
         **provisioners.values(),
     }
     if ssh is not None:
         values.update({"ssh_host": ssh.host, "ssh_port": ssh.port, "ssh_keypair_name": ssh.keypair_name,
                        "ssh_private_key_file": ssh.private_key_file})
     return values
+
+
+def kms_values(recipe: Recipe) -> dict[str, Any]:
+    """Packer's kms_key_id (the build region) and region_kms_key_ids (every copy) from image.kms_key; both
+    empty without one (the AWS-managed aws/ebs key). A per-region key must name every region built."""
+    regions, spec = recipe.image.regions, recipe.image
+    if spec.kms_key is None:
+        return {"kms_key_id": "", "region_kms_key_ids": {}}
+    missing = [r for r in regions if not spec.key_for(r)]
+    if missing:
+        raise RenderError(f"image.kms_key names no key for {', '.join(missing)}",
+                          "give a key for every region in image.regions, or one alias for all")
+    if any(spec.key_for(r) in ("alias/aws/ebs",) for r in regions):
+        raise RenderError("image.kms_key is alias/aws/ebs, the AWS-managed key (the default without kms_key), "
+                          "which no other account can use", "name a customer-managed key, or leave kms_key out")
+    return {"kms_key_id": spec.key_for(regions[0]), "region_kms_key_ids": {r: spec.key_for(r) for r in regions[1:]}}
 
 
 def _wide(cidr: str) -> bool:

@@ -3,10 +3,14 @@ emulator, students reached by assuming a role into their accounts. Never a mock.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -242,6 +246,8 @@ def test_the_handout_renders_in_chromium_and_matches_the_catalog(baked: tuple[Ho
     assert set(re.findall(r"ami-[0-9a-f]+", dom.stdout)) == set(recorded.values())
     for region, ami in recorded.items():
         assert f"--image-id {ami} --instance-type t3.large" in dom.stdout and f"--region {region}" in dom.stdout
+        command = f"imagefactory launch --ami {ami} --region {region} --type t3.large --autostop 60"
+        assert f"<pre>{command}</pre>" in dom.stdout and f"    {command}\n" in readme.read_text()
     assert "The image only exists in us-east-2, us-west-2" in dom.stdout
     for text in (dom.stdout, readme.read_text()):
         assert "Ada" not in text and LABEL not in text and STUDENTS[0] not in text
@@ -277,3 +283,153 @@ def test_an_ou_class_gets_the_key_policy_statement_that_lets_its_accounts_launch
     shown = json.loads(run_cli(h, "catalog.show", "hydro", "--json", check=True).stdout)
     recorded = [s for b in shown["sandbox"]["builds"] for s in b.get("shares", []) if s["class"] == "ou-class"]
     assert [(s["ami"], s["accounts"], s["ous"]) for s in recorded] == [(ami, 0, [OU_ARN])]
+
+
+STUDENT_CIDR = "198.51.100.9/32"
+
+
+def student_cli(folder: Path, endpoint: str, creds: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI run by a student: from an empty folder, no factory home, the student's own credentials,
+    the AWS code path (AWS_ENDPOINT_URL points it at the emulator)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGEFACTORY_"))}
+    env.update({"HOME": str(folder), "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-west-2", **creds})
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", *args]
+    return subprocess.run(argv, cwd=folder, env=env, text=True, capture_output=True, timeout=300, check=False)
+
+
+def assumed(h: Home, account: str) -> dict[str, str]:
+    target = open_target("sandbox", h.emulator_dir)
+    got = target.client("sts", "us-west-2").assume_role(RoleArn=role_arn(account),
+                                                        RoleSessionName="student")["Credentials"]
+    return {"AWS_ACCESS_KEY_ID": got["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": got["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": got["SessionToken"]}
+
+
+def test_a_student_with_no_factory_home_launches_the_shared_ami(baked: tuple[Home, str], tmp_path: Path) -> None:
+    h, _name = baked
+    write_roster(h, [{"id": STUDENTS[0], "label": LABEL}], key=CLASS_KEY_ALIAS, name="student-class",
+                 regions=("us-west-2",))
+    shared = json.loads(run_cli(h, "share", "hydro", "--class", "student-class", "--json", check=True).stdout)
+    ami = shared["regions"][0]["ami"]
+    endpoint = open_target("sandbox", h.emulator_dir).endpoint
+    assert endpoint is not None
+    folder = tmp_path / "student"
+    folder.mkdir()
+
+    # an account the class does not name: AWS's answer in one line, nothing made
+    outsider = student_cli(folder, endpoint, assumed(h, OUTSIDER), "launch", "--ami", ami, "--region", "us-west-2",
+                           "--cidr", STUDENT_CIDR, "--no-wait")
+    assert outsider.returncode == 1 and "Traceback" not in outsider.stderr
+    assert outsider.stderr.strip().splitlines()[-1] == (
+        f"error: AMI {ami} is not in us-west-2 for account {OUTSIDER} (check --region (an AMI exists only where it "
+        "was built or copied), or ask whoever shared it to share it with your account)")
+    assert not (folder / ".ssh").exists()
+
+    # the student: the same safe defaults as `invoke launch`, in the student's own account
+    creds = assumed(h, STUDENTS[0])
+    done = student_cli(folder, endpoint, creds, "launch", "--ami", ami, "--region", "us-west-2", "--cidr",
+                       STUDENT_CIDR, "--no-wait", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ami"] == ami and result["region"] == "us-west-2" and result["target"] == "aws"
+    pem = Path(result["key_path"])
+    assert pem == folder / ".ssh" / "imagefactory-us-west-2.pem" and stat.S_IMODE(pem.stat().st_mode) == 0o400
+    assert result["tunnel_command"] == f"ssh -i {pem} -N -L 7005:localhost:8889 ubuntu@{result['host']}"
+    ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=endpoint, aws_access_key_id=creds[
+        "AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=creds["AWS_SESSION_TOKEN"])
+    inst = ec2.describe_instances(InstanceIds=[result["instance_id"]])["Reservations"][0]["Instances"][0]
+    assert inst["State"]["Name"] == "running" and inst["ImageId"] == ami
+    assert inst["MetadataOptions"]["HttpTokens"] == "required"
+    volume = ec2.describe_volumes(VolumeIds=[inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]])["Volumes"][0]
+    assert volume["Encrypted"] is True
+    shutdown = ec2.describe_instance_attribute(InstanceId=inst["InstanceId"],
+                                               Attribute="instanceInitiatedShutdownBehavior")
+    assert shutdown["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
+    data = ec2.describe_instance_attribute(InstanceId=inst["InstanceId"], Attribute="userData")["UserData"]["Value"]
+    assert 'content: "60\\n"' in base64.b64decode(data).decode()
+    (group,) = ec2.describe_security_groups(GroupIds=[g["GroupId"] for g in inst["SecurityGroups"]])["SecurityGroups"]
+    assert [r["CidrIp"] for p in group["IpPermissions"] for r in p["IpRanges"]] == [STUDENT_CIDR]
+    assert ec2.describe_key_pairs(KeyNames=[result["key_name"]])["KeyPairs"]
+    assert "PRIVATE KEY" not in done.stdout + done.stderr
+
+    by_name = student_cli(folder, endpoint, creds, "launch", "hydro", "--region", "us-west-2")
+    assert by_name.returncode == 1 and by_name.stderr.strip().splitlines()[-1].startswith("error: no factory home")
+    assert "or launch an AMI you were given: imagefactory launch --ami AMI_ID --region R)" in by_name.stderr
+
+    # the next steps, by instance id and region, still without a home
+    iid = result["instance_id"]
+    text = student_cli(folder, endpoint, creds, "launch", "--ami", ami, "--region", "us-west-2", "--cidr",
+                       STUDENT_CIDR, "--no-wait")
+    assert text.returncode == 0, text.stderr
+    second = re.search(r"launched (i-[0-9a-f]+)", text.stdout)
+    assert second is not None
+    assert f"imagefactory connect {second[1]} --region us-west-2" in text.stdout
+    assert f"imagefactory terminate {second[1]} --region us-west-2" in text.stdout
+    stopped = student_cli(folder, endpoint, creds, "stop", iid, "--region", "us-west-2", "--json")
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["state"] in ("stopping", "stopped")
+    refused = student_cli(folder, endpoint, creds, "connect", iid, "--region", "us-west-2")
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1] == (
+        f"error: instance {iid} is stopped (start it: imagefactory start {iid} --region us-west-2)")
+    listed = student_cli(folder, endpoint, creds, "instances", "--json")  # the configured region (AWS_REGION)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(i["id"] for i in json.loads(listed.stdout)) == sorted((iid, second[1]))
+    for ident in (iid, second[1]):
+        gone = student_cli(folder, endpoint, creds, "terminate", ident, "--region", "us-west-2", "--yes", "--json")
+        assert gone.returncode == 0, gone.stderr
+    for ident in (iid, second[1]):
+        inst = ec2.describe_instances(InstanceIds=[ident])["Reservations"][0]["Instances"][0]
+        assert inst["State"]["Name"] in ("shutting-down", "terminated")
+    assert run_cli(h, "unshare", "hydro", "--class", "student-class").returncode == 0
+
+
+def test_without_a_home_or_credentials_launch_says_what_the_sandbox_needs(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGEFACTORY_"))}
+    env["HOME"] = str(tmp_path)
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()",
+            "launch", "--ami", "ami-0123456789abcdef0", "--region", "us-west-2"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, text=True, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: no factory home here: no catalog.yaml in {tmp_path} or above")
+    assert "the sandbox's emulator lives in a home, and no AWS credentials are configured" in line
+    assert line.endswith("or set IMAGEFACTORY_HOME; or configure AWS credentials (aws configure) to launch an AMI "
+                         "you were given)")
+
+
+def test_a_bake_with_image_kms_key_is_shared_without_a_copy(tmp_path: Path) -> None:
+    repo = tmp_path / "repos" / "keyed"
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    write_files(repo, {"requirements.txt": "six==1.16.0\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    h = new_home(tmp_path / "home")
+    try:
+        run_cli(h, "recipe", "--repo", repo.as_uri(), check=True)
+        path = h.recipe_path("keyed")
+        path.write_text(path.read_text().replace("image:\n", f"image:\n  kms_key: {CLASS_KEY_ALIAS}\n", 1))
+        run_cli(h, "bake", "--api-only", "--repo", repo.as_uri(), "--regions", ",".join(REGIONS), check=True)
+        build = catalog.load(h.catalog_path("sandbox")).image("keyed").latest_build()
+        assert build is not None and sorted(build.amis) == sorted(REGIONS)
+        target = open_target("sandbox", h.emulator_dir)
+        for region, ami in build.amis.items():  # Packer's kms_key_id / region_kms_key_ids, as AWS records them
+            ec2 = target.client("ec2", region)
+            img = ec2.describe_images(ImageIds=[ami])["Images"][0]
+            snap = ec2.describe_snapshots(SnapshotIds=[img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]])
+            assert snap["Snapshots"][0]["Encrypted"] is True
+            assert snap["Snapshots"][0]["KmsKeyId"] == key_arn(region, CLASS_KEY_ALIAS)
+        doc = rosters.new_document(title="Keyed", regions=REGIONS, accounts=[{"id": STUDENTS[0]}],
+                                   start=date(2026, 1, 12), end=date(2026, 3, 20), kms_key=CLASS_KEY_ALIAS)
+        rosters.write_new(h.root, "keyed-class", doc, force=True)
+        done = json.loads(run_cli(h, "share", "keyed", "--class", "keyed-class", "--json", check=True).stdout)
+        assert [(r["region"], r["ami"], r["copied"], r["on_class_key"], r["status"]) for r in done["regions"]] == [
+            (region, build.amis[region], False, True, "changed") for region in REGIONS]
+        assert any("already encrypted with the class key" in n and "no copy made" in n for n in done["notes"])
+        for region in REGIONS:
+            assert target.client("ec2", region).describe_images(Owners=["self"], Filters=[
+                {"Name": "tag:imagefactory:class", "Values": ["keyed-class"]}])["Images"] == []
+            assert launch_state(h, STUDENTS[0], region, build.amis[region]) == "running"
+    finally:
+        stop_emulator(h)

@@ -8,13 +8,14 @@ import json
 import re
 import stat
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import hcl2
 import pytest
 from hcl2 import SerializationOptions
 
-from imagefactory.errors import RenderError
+from imagefactory.errors import RecipeError, RenderError
 from imagefactory.home import SOURCE_ROOT
 from imagefactory.packer import Capabilities, find_packer
 from imagefactory.provision import EXECUTE_COMMAND, MANIFEST_PATH, REMOTE_DIR, Provisioners
@@ -168,3 +169,60 @@ def test_go_template_in_a_ref_is_refused_before_packer_runs() -> None:
 @pytest.mark.parametrize("ok", ["quote'd", 'dq"', "${var.x}", "%{if}", "$(id)", "`id`", "a;b|c&d"])
 def test_filter_passes_text_that_is_harmless_in_a_json_var_file(ok: str) -> None:
     assert packer_safe("ref", ok) == ok
+
+
+CLASS_KEYS = {"us-west-2": "arn:aws:kms:us-west-2:123456789012:key/0f0e0d0c-1111-2222-3333-444455556666",
+              "us-east-2": "alias/imagefactory-class"}
+
+
+def keyed(kms_key: str | dict[str, str]) -> Recipe:
+    base = recipe().with_regions(("us-west-2", "us-east-2"))
+    return replace(base, image=replace(base.image, kms_key=kms_key))
+
+
+@pytest.mark.parametrize("target", ["aws", "sandbox"])
+@pytest.mark.parametrize("kms_key", ["alias/imagefactory-class", CLASS_KEYS])
+def test_image_kms_key_reaches_packer_as_variables_and_validates(tmp_path: Path, target: str,
+                                                                 kms_key: str | dict[str, str]) -> None:
+    build_dir = render(tmp_path, target, False, keyed(kms_key))
+    values = json.loads((build_dir / VAR_FILE).read_text())
+    per_region = kms_key if isinstance(kms_key, dict) else dict.fromkeys(CLASS_KEYS, kms_key)
+    assert values["kms_key_id"] == per_region["us-west-2"]
+    assert values["region_kms_key_ids"] == {"us-east-2": per_region["us-east-2"]}
+    assert "imagefactory-class" not in "".join(p.read_text() for p in build_dir.glob("*.pkr.hcl"))
+    validate = subprocess.run([find_packer().path, "validate", f"-var-file={VAR_FILE}", "."], cwd=build_dir,
+                              capture_output=True, text=True)
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    image = image_source(parsed(Features(Capabilities((1, 10, 0)), target, True)))
+    assert image["kms_key_id"] == "${var.kms_key_id}"
+    assert image["region_kms_key_ids"] == "${var.region_kms_key_ids}"
+    assert image["encrypt_boot"] == "${var.encrypt_boot}"
+
+
+def test_without_image_kms_key_packer_gets_the_default_key() -> None:
+    values = packer_vars(recipe(), build_id="b1", target="aws", factory_version="0.1.0", endpoint=None,
+                         ssh_sources=("127.0.0.1/32",))
+    assert (values["kms_key_id"], values["region_kms_key_ids"]) == ("", {})
+
+
+@pytest.mark.parametrize(("kms_key", "expected"), [
+    ({"us-west-2": CLASS_KEYS["us-west-2"]}, "image.kms_key names no key for us-east-2"),
+    ("alias/aws/ebs", "image.kms_key is alias/aws/ebs, the AWS-managed key"),
+])
+def test_an_image_kms_key_that_cannot_serve_every_region_or_student_is_refused(kms_key: str | dict[str, str],
+                                                                                expected: str) -> None:
+    with pytest.raises(RenderError) as err:
+        packer_vars(keyed(kms_key), build_id="b1", target="aws", factory_version="0.1.0", endpoint=None,
+                    ssh_sources=("127.0.0.1/32",))
+    assert str(err.value).startswith(expected)
+
+
+def test_a_recipe_states_kms_key_per_region_or_once_and_refuses_a_bare_key_id() -> None:
+    doc = {"name": "demo", "source": {"repo": "https://example.org/r.git", "commit": "0123456789abcdef"},
+           "image": {"kms_key": CLASS_KEYS}}
+    assert Recipe.from_dict(doc).image.key_for("us-east-2") == "alias/imagefactory-class"
+    assert Recipe.from_dict({**doc, "image": {"kms_key": "alias/k"}}).image.key_for("eu-west-1") == "alias/k"
+    assert "kms_key" not in json.dumps(recipe().to_dict()), "a recipe without a key keeps its digest"
+    with pytest.raises(RecipeError) as err:
+        Recipe.from_dict({**doc, "image": {"kms_key": "0f0e0d0c-1111-2222-3333-444455556666"}})
+    assert "kms_key" in str(err.value)

@@ -22,7 +22,8 @@ from imagefactory.files import atomic_write
 
 DISK_GIB = 30
 KEY_PACKAGES = 12
-COMMANDS = ("aws ", "Open the tunnel", "Read the token")  # paragraphs shown as commands
+CODE = ("aws ", "imagefactory ")  # paragraphs that are commands (indented as code in the README)
+COMMANDS = (*CODE, "Open the tunnel", "Read the token")  # paragraphs shown as commands on the page
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,12 @@ def aws_command(facts: Facts, r: RegionFacts) -> str:
             "--metadata-options HttpTokens=required --instance-initiated-shutdown-behavior stop")
 
 
+def factory_command(facts: Facts, r: RegionFacts) -> str:
+    """The one-line launch with imagefactory's safe defaults; it needs no factory home, only credentials."""
+    return (f"imagefactory launch --ami {r.ami} --region {r.region} --type {facts.instance_type} "
+            f"--autostop {facts.autostop}")
+
+
 def _sections(facts: Facts) -> list[tuple[str, list[str]]]:
     """(heading, paragraphs) in order; shared by both renderings (text is escaped by each)."""
     where = ", ".join(r.region for r in facts.regions)
@@ -103,6 +110,14 @@ def _sections(facts: Facts) -> list[tuple[str, list[str]]]:
     return [
         ("Where", [f"The image only exists in {where}: launch it there (another region will not find it).",
                    f"The term runs from {facts.term_start} to {facts.term_end}; the image is unshared after."]),
+        ("Launch with imagefactory", [
+            "pip install imagefactory, configure your AWS credentials (aws configure), then in any folder:",
+            *(factory_command(facts, r) for r in facts.regions),
+            "It makes the key pair (~/.ssh, private key never printed), lets ssh in from your address only, "
+            "requires IMDSv2, encrypts the disk and prints the next commands; then, with the instance id it prints:",
+            "imagefactory connect INSTANCE_ID --region REGION   # the tunnel and the JupyterLab URL with its token",
+            "imagefactory stop INSTANCE_ID --region REGION      # or: imagefactory terminate INSTANCE_ID --region "
+            "REGION"]),
         ("Launch with the AWS CLI", [aws_command(facts, r) for r in facts.regions]),
         ("Open JupyterLab", [f"Open the tunnel (leave it running): ssh -i YOUR_KEY.pem -N -L "
                              f"8888:localhost:{facts.jupyter_port} {facts.user}@PUBLIC_IP",
@@ -136,7 +151,7 @@ def render_markdown(facts: Facts) -> str:
              "|---|---|---|", *(f"| {r.region} | `{r.ami}` | [console]({r.console_link}) |" for r in facts.regions)]
     for heading, paragraphs in _sections(facts):
         lines += ["", f"## {heading}", ""]
-        lines += [f"    {p}" if p.startswith("aws ") else p for p in paragraphs]
+        lines += [f"    {p}" if p.startswith(CODE) else p for p in paragraphs]
     return "\n".join(lines) + "\n"
 
 

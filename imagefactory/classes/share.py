@@ -31,9 +31,10 @@ from imagefactory.cloud.target import Target
 from imagefactory.errors import ClassError, FactoryError
 
 
-class _Clients:
+class Clients:
     """The target's clients, made once per service and region and shared by the region threads (making a
-    boto3 client is slow, CPU-bound, and not safe from several threads at once)."""
+    boto3 client is slow, CPU-bound, and not safe from several threads at once). `converge` makes one, or
+    reuses one it is given (bench/share.py makes them before its timed runs)."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -60,6 +61,7 @@ class RegionOutcome:
     grants_revoked: int = 0
     writes: int = 0
     error: str | None = None
+    on_class_key: bool = False      # the build's own AMI is already on the class key (image.kms_key): no copy
 
     def line(self) -> str:
         if self.status == "failed":
@@ -158,14 +160,17 @@ def _one_region(target: Target, region: str, image: str, build: catalog_mod.Buil
     key = aws.key_arn(kms, roster.key_for(region)) if roster.key_for(region) else None
     img, copied = _class_ami(target, region, image, build, roster, src, key, previous, dry_run)
     out.copied = copied and not (previous or {}).get("copied")
+    out.on_class_key = bool(key) and not copied and img is not None
     if img is None:  # dry run, copy due: everyone is added to the copy
         out.ami, out.status, out.added = "(new copy)", "planned", len(wanted(who))
         return out, None
     ec2, ami = target.client("ec2", region), str(img["ImageId"])
     snapshots = aws.snapshot_ids(img)
     ours = frozenset((previous or {}).get("entries", ())) if (previous or {}).get("ami") == ami else frozenset()
-    current = Current(region, ami, aws.launch_entries(ec2, ami), aws.copy_users(ec2, snapshots), ours,
-                      record.others_of(build, roster.name, region))
+    # a copy made just now has no launch or create-volume permissions (CopyImage carries none): nothing to read
+    launch_now = frozenset() if out.copied else aws.launch_entries(ec2, ami)
+    copy_now = frozenset() if out.copied else aws.copy_users(ec2, snapshots)
+    current = Current(region, ami, launch_now, copy_now, ours, record.others_of(build, roster.name, region))
     plan = plan_region(current, who, allow_copy=roster.allow_copy)
     out.ami, out.added, out.removed = ami, len(plan.add) + len(plan.copy_add), len(plan.remove) + len(plan.copy_remove)
     if key:
@@ -196,16 +201,18 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
              workers: int | None = None) -> ShareReport:
     """Share (or with `unshare`, take back) `image`'s build with the class, in every class region at once
     (`workers=1`: one region after the other, for comparison)."""
-    target = _Clients(target)  # type: ignore[assignment]
+    target = target if isinstance(target, Clients) else Clients(target)  # type: ignore[assignment]
     cat = catalog_mod.load(catalog_path)
     build = pick_build(cat, image, build_id)
     who = Who() if unshare else roster.who
-    src = _Source({}, {}) if unshare else _check_encryption(target, image, build, roster)
+    with ThreadPoolExecutor(max_workers=1) as aside:  # who is calling, asked while the encryption is read
+        asked = aside.submit(_caller, target)
+        src = _Source({}, {}) if unshare else _check_encryption(target, image, build, roster)
+        caller = asked.result()
     recorded = set(record.shares_of(build, roster.name))
     dropped = recorded if unshare else recorded - set(roster.regions)  # regions the class no longer uses
     regions = sorted(recorded) if unshare else [*roster.regions, *sorted(dropped)]
     report = ShareReport(image, build.id, roster.name, dry_run)
-    caller = _caller(target)
 
     def run(region: str) -> tuple[RegionOutcome, dict | None]:
         try:
@@ -227,6 +234,10 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
         gone = {r.region for r, _rec in results if r.region in dropped and r.status != "failed"}
         catalog_mod.update(catalog_path, lambda c: record.drop(record.put(c, image, build.id, done), image,
                                                                build.id, roster.name, gone))
+    kept = [r.region for r in report.regions if r.on_class_key]
+    if kept:
+        report.notes.append(f"{', '.join(kept)}: the build's AMI is already encrypted with the class key (baked with "
+                            "image.kms_key): shared as it is, no copy made")
     if not unshare and roster.key_for(roster.regions[0]) and (who.organization or who.ous):
         report.notes.append("the class key needs this key-policy statement for the organization/OU accounts "
                             "(grants cannot name them): " + aws.key_policy_statement(roster.name, who.organization,

@@ -7,11 +7,12 @@ from __future__ import annotations
 import sys
 
 from imagefactory.cli.edge import task
-from imagefactory.errors import UsageError
+from imagefactory.errors import HomeNotFound, UsageError
 from imagefactory.home import Home, find_home
 from imagefactory.result import Result
 
-__all__ = ["JSON_HELP", "REPO_HELP", "SANDBOX_HELP", "confirm", "csv", "home", "render", "say", "task", "whole"]
+__all__ = ["JSON_HELP", "REPO_HELP", "SANDBOX_HELP", "confirm", "csv", "home", "maybe_home", "render", "say", "task",
+           "whole"]
 
 JSON_HELP = "Print the result as JSON on stdout"
 REPO_HELP = "Repository: a local folder, a git URL (file://, https://, ssh), owner/name on GitHub, or a catalog image"
@@ -33,6 +34,14 @@ def render(result: Result, as_json: bool) -> None:
 def home() -> Home:
     """The factory home this command works in (HomeNotFound outside any home)."""
     return find_home()
+
+
+def maybe_home() -> Home | None:
+    """The factory home if there is one; None for commands that also work without (a student's launch)."""
+    try:
+        return find_home()
+    except HomeNotFound:
+        return None
 
 
 def csv(value: str | None) -> tuple[str, ...] | None:

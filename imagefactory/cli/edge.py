@@ -33,13 +33,14 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 class EdgeTask(Task):  # type: ignore[type-arg]
     full_name = ""   # the dotted name (`catalog.show`), set when the collection is assembled
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, positional_unless: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._help_texts = dict(self.help)   # invoke consumes `help` while building arguments
+        self._instead = dict(positional_unless or {})  # positional -> the option that stands in for it
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
         self.help = dict(self._help_texts)
-        return with_help_flag(super().get_arguments(ignore_unknown_help=ignore_unknown_help))
+        return with_help_flag(super().get_arguments(ignore_unknown_help=ignore_unknown_help), self._instead)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs.pop(HELP, False):

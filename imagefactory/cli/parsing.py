@@ -20,15 +20,17 @@ HELP = "help"
 
 
 class _Positional(Argument):
-    """A positional argument that is not needed when its task's help is asked."""
+    """A positional argument that is not needed when its task's help is asked, or when an option standing
+    in for it is given (`launch --ami AMI` needs no image name)."""
 
-    def __init__(self, asked: Argument, **kwargs: Any) -> None:
+    def __init__(self, asked: Argument, instead: Argument | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.asked = asked
+        self.instead = instead
 
     @property
     def value(self) -> Any:
-        if self._value is None and self.asked.value:
+        if self._value is None and (self.asked.value or (self.instead is not None and self.instead.value)):
             return ""
         return super().value
 
@@ -37,13 +39,16 @@ class _Positional(Argument):
         self.set_value(arg, cast=True)
 
 
-def with_help_flag(args: list[Argument]) -> list[Argument]:
-    """A task's arguments plus its own --help (and -h, unless a task option took it)."""
+def with_help_flag(args: list[Argument], instead: dict[str, str] | None = None) -> list[Argument]:
+    """A task's arguments plus its own --help (and -h, unless a task option took it). `instead` maps a
+    positional argument to the option that makes it unneeded when given."""
     taken = {name for arg in args for name in arg.names}
     asked = Argument(names=tuple(n for n in (HELP, "h") if n not in taken), kind=bool, default=False,
                      help="Show this task's help and exit")
-    return [_Positional(asked, names=a.names, kind=a.kind, default=a.default, help=a.help, positional=True,
-                        optional=a.optional, attr_name=a.attr_name) if a.positional else a
+    by_name = {a.name: a for a in args}
+    return [_Positional(asked, by_name.get((instead or {}).get(a.name, "")), names=a.names, kind=a.kind,
+                        default=a.default, help=a.help, positional=True, optional=a.optional,
+                        attr_name=a.attr_name) if a.positional else a
             for a in args] + [asked]
 
 

@@ -79,6 +79,11 @@ class ImageSpec:
     volume_gb: int = 30
     regions: tuple[str, ...] = DEFAULT_REGIONS
     login_user: str = "ubuntu"
+    kms_key: str | dict[str, str] | None = None   # one key for every region, or one per region
+
+    def key_for(self, region: str) -> str | None:
+        """The KMS key of `region`'s AMI (None: the AWS-managed aws/ebs key)."""
+        return self.kms_key.get(region) if isinstance(self.kms_key, dict) else self.kms_key
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class Recipe:
                 "volume_gb": self.image.volume_gb,
                 "regions": list(self.image.regions),
                 "login_user": self.image.login_user,
+                **({"kms_key": self.image.kms_key} if self.image.kms_key else {}),  # absent: digests unchanged
             },
             "jupyter": {"port": self.jupyter.port, "extensions": list(self.jupyter.extensions)},
             "tags": dict(self.tags),
@@ -169,6 +175,12 @@ def _patterns() -> dict[str, re.Pattern[str]]:
             "python": re.compile(env["python"]["properties"]["version"]["pattern"].strip("^$"))}
 
 
+def _kms_key(value: Any) -> str | dict[str, str] | None:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()} or None
+    return str(value) if value else None
+
+
 def _build(top: dict[str, Any]) -> Recipe:
     """The Recipe of a mapping that passed the schema: absent or null fields take their defaults."""
     src, env = top["source"], top.get("environment") or {}
@@ -193,6 +205,7 @@ def _build(top: dict[str, Any]) -> Recipe:
             volume_gb=int(img.get("volume_gb") or ImageSpec.volume_gb),
             regions=_strs(img.get("regions")) or DEFAULT_REGIONS,
             login_user=str(img.get("login_user") or ImageSpec.login_user),
+            kms_key=_kms_key(img.get("kms_key")),
         ),
         jupyter=Jupyter(port=int(jup.get("port") or Jupyter.port), extensions=_strs(jup.get("extensions"))),
         tags={str(k): str(v) for k, v in (top.get("tags") or {}).items()},
