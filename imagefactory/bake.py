@@ -25,7 +25,7 @@ from imagefactory.cloud.target import SANDBOX_NOTICE, Target, check_regions, cho
 from imagefactory.errors import FactoryError, ResolveError
 from imagefactory.home import Home
 from imagefactory.packer import find_packer
-from imagefactory.provision import preflight
+from imagefactory.preflight import preflight
 from imagefactory.recipe import Recipe
 from imagefactory.recipe_commands import bake_recipe, rehearsal, resolve_check
 from imagefactory.repo import Checkout

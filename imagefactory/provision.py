@@ -62,9 +62,6 @@ import re
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,12 +86,7 @@ DIR_COMMIT_PREFIX = "dir-sha256:"
 KERNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STAGE_RE = re.compile(r"(\d\d)-[a-z0-9-]+\.sh")
 LAST_STAGE_BEFORE_DOWNLOAD = 85
-PYPI_URL = "https://pypi.org/simple/pip/"
-CONDA_URL = "https://conda.anaconda.org/conda-forge/noarch/current_repodata.json"
-MICROMAMBA_URL = "https://micro.mamba.pm/api/micromamba/linux-64/latest"
 
-Probe = Callable[[str], bool]
-Rehearse = Callable[[str], str | None]
 
 
 def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, factory_version: str,
@@ -257,57 +249,3 @@ def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
     return info
-
-
-def preflight(recipe: Recipe, *, target: str, probe: Probe | None = None,
-              rehearse: Rehearse | None = None) -> list[str]:
-    """Problems that would make a build fail for want of something this machine cannot give.
-
-    Only the sandbox is checked: there the build runs here, on the rootfs's own Python, with this
-    machine's network. `probe(url)` says whether a URL answers (default: a HEAD request).
-    `rehearse(minor)` resolves the recipe's pins at another Python: None when they resolve, else the
-    first conflict (default: not asked). Pure given `probe` and `rehearse`.
-    """
-    if target != "sandbox":
-        return []
-    from imagefactory.sandbox.base import SANDBOX_PYTHON
-
-    probe = probe or url_answers
-    env, problems = recipe.environment, []
-    if env.python.version != SANDBOX_PYTHON:
-        problems.append(f"the recipe wants Python {env.python.version} ({env.python.source}: {env.python.reason}) "
-                        f"but the sandbox rootfs has only {SANDBOX_PYTHON}; "
-                        + _rehearsal(SANDBOX_PYTHON, rehearse))
-    if not probe(PYPI_URL):
-        problems.append("the package index (pypi.org) does not answer from here; the sandbox build "
-                        "installs uv and JupyterLab from it")
-    if env.conda:
-        files = ", ".join(env.conda)
-        for url, what in ((CONDA_URL, "conda channels (conda.anaconda.org)"),
-                          (MICROMAMBA_URL, "the micromamba download (micro.mamba.pm)")):
-            if not probe(url):
-                problems.append(f"the recipe installs {files} with micromamba but {what} do not answer "
-                                "from here; bake for AWS, or rehearse with pip requirements instead")
-    return problems
-
-
-def _rehearsal(minor: str, rehearse: Rehearse | None) -> str:
-    """What to offer when the sandbox lacks the recipe's Python: --python only when the pins resolve there."""
-    if rehearse is None:
-        return f"rehearse with --python {minor} if the pins allow it, or with --api-only"
-    conflict = rehearse(minor)
-    if conflict is None:
-        return f"its pins resolve at {minor} too: rehearse with --python {minor}"
-    return f"its pins do not resolve at {minor} ({conflict}): rehearse with --api-only, build on AWS"
-
-
-def url_answers(url: str, timeout: float = 8.0) -> bool:
-    """True when the server answers at all (any HTTP status); False on DNS, TCP or TLS failure."""
-    request = urllib.request.Request(url, method="HEAD")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (OSError, ValueError):
-        return False

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagefactory import provision
+from imagefactory import preflight, provision
 from imagefactory.errors import RenderError
 from imagefactory.recipe.model import Environment, Jupyter, PostBuild, PythonSpec, Recipe, Source
 
@@ -220,20 +220,20 @@ def test_provisioners_name_the_staged_scripts_and_the_contract() -> None:
 def test_preflight_names_the_python_the_sandbox_lacks_and_whether_a_rehearsal_works() -> None:
     wants = "the recipe wants Python 3.8 (stated: runtime.txt) but the sandbox rootfs has only 3.11; "
     asked: list[str] = []
-    problems = provision.preflight(recipe(python="3.8"), target="sandbox", probe=lambda url: True,
+    problems = preflight.preflight(recipe(python="3.8"), target="sandbox", probe=lambda url: True,
                                    rehearse=lambda minor: asked.append(minor))
     assert problems == [wants + "its pins resolve at 3.11 too: rehearse with --python 3.11"] and asked == ["3.11"]
-    problems = provision.preflight(recipe(python="3.8"), target="sandbox", probe=lambda url: True,
+    problems = preflight.preflight(recipe(python="3.8"), target="sandbox", probe=lambda url: True,
                                    rehearse=lambda minor: "Because numpy==1.18.1 has no wheels")
     assert problems == [wants + "its pins do not resolve at 3.11 (Because numpy==1.18.1 has no wheels): "
                                 "rehearse with --api-only, build on AWS"]
-    problems = provision.preflight(recipe(python="3.8"), target="sandbox", probe=lambda url: True)
+    problems = preflight.preflight(recipe(python="3.8"), target="sandbox", probe=lambda url: True)
     assert problems == [wants + "rehearse with --python 3.11 if the pins allow it, or with --api-only"]
 
 
 def test_preflight_names_unreachable_conda_channels() -> None:
-    reachable = {provision.PYPI_URL}
-    problems = provision.preflight(recipe(conda=("environment.yml",)), target="sandbox",
+    reachable = {preflight.PYPI_URL}
+    problems = preflight.preflight(recipe(conda=("environment.yml",)), target="sandbox",
                                    probe=lambda url: url in reachable)
     assert len(problems) == 2
     assert "environment.yml" in problems[0] and "conda.anaconda.org" in problems[0]
@@ -241,6 +241,6 @@ def test_preflight_names_unreachable_conda_channels() -> None:
 
 
 def test_preflight_is_quiet_for_a_good_sandbox_recipe_and_for_aws() -> None:
-    assert provision.preflight(recipe(), target="sandbox", probe=lambda url: True) == []
-    assert provision.preflight(recipe(python="3.8", conda=("e.yml",)), target="aws",
+    assert preflight.preflight(recipe(), target="sandbox", probe=lambda url: True) == []
+    assert preflight.preflight(recipe(python="3.8", conda=("e.yml",)), target="aws",
                                probe=lambda url: False) == []

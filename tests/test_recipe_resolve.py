@@ -12,8 +12,8 @@ from conftest import DHSVM_PINS, new_home
 from conftest import simple_api_server as server_mod
 
 from imagefactory.home import Home
+from imagefactory.preflight import preflight
 from imagefactory.proc import MissingProgram
-from imagefactory.provision import preflight
 from imagefactory.recipe import PackageIndex, PythonSpec, RepoTree, Source, derive
 from imagefactory.recipe.resolve import first_conflict, resolve
 from imagefactory.recipe_commands import rehearsal
