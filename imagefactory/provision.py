@@ -91,10 +91,9 @@ LAST_STAGE_BEFORE_DOWNLOAD = 85
 
 def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, factory_version: str,
                      target: str, autostop_minutes: int | None, kernel_name: str,
-                     smoke: dict[str, list[str]] | None = None) -> dict:
+                     smoke: dict[str, list[str]]) -> dict:
     """The JSON-able config.json for one build (schema in the module docstring); `smoke` is what
-    `imagefactory.smoke.smoke_packages` found (None: nothing to import). Pure."""
-    smoke = smoke or {"required": [], "if_installed": []}
+    `imagefactory.smoke.smoke_packages` found: the names the image's smoke test imports. Pure."""
     _check_inputs(recipe, build_id=build_id, target=target, autostop_minutes=autostop_minutes,
                   kernel_name=kernel_name)
     env = recipe.environment

@@ -380,7 +380,8 @@ def run_stage(root: Path, stage: str, **config: object) -> subprocess.CompletedP
     shutil.copytree(PACKER / "files", staged / "files")
     recipe = Recipe(name="demo", source=Source("https://example.org/r", "main", "a" * 40))
     values = {"build_id": "b1", "packer_version": "1.6.6", "factory_version": "0", "target": "sandbox",
-              "autostop_minutes": None, "kernel_name": "demo", **config}
+              "autostop_minutes": None, "kernel_name": "demo",
+              "smoke": {"required": [], "if_installed": []}, **config}
     (staged / "config.json").write_text(json.dumps(provision_config(recipe, **values)))  # type: ignore[arg-type]
     return in_root(root, ["bash", f"{REMOTE_DIR}/scripts/{stage}.sh"])
 
