@@ -17,18 +17,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from imagefactory import catalog
 from imagefactory.build_job import Clock, Job
-from imagefactory.build_machine import check_sandbox_needs, plan
+from imagefactory.build_machine import check_sandbox_needs, parent_image, plan
 from imagefactory.checkouts import checkout
 from imagefactory.cloud.access import caller_cidr
 from imagefactory.cloud.target import SANDBOX_NOTICE, Target, check_regions, choose_target, open_target, python_default
 from imagefactory.errors import FactoryError, ResolveError
 from imagefactory.home import Home
+from imagefactory.incremental import decide, environment_inputs, observe_amis
 from imagefactory.packer import find_packer
 from imagefactory.preflight import preflight
+from imagefactory.provision import environment_stages_digest
 from imagefactory.recipe import Recipe
 from imagefactory.recipe_commands import bake_recipe, rehearsal, resolve_check
+from imagefactory.render import ParentImage
 from imagefactory.repo import Checkout
+from imagefactory.sandbox.archive import image_path
 
 Progress = Callable[[str], None]
 
@@ -44,6 +49,7 @@ class BakeOptions:
     resolve: bool = True
     api_only: bool = False
     extra_ca: str | None = None
+    parent: str | None = None  # build id to start from (incremental); None: a full bake
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class BakeResult:
     notes: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     provisioned: bool = False
+    parent_build: str | None = None  # an incremental build's parent (the notes say why a full bake was made)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,11 +107,18 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     if opts.resolve:
         with clock.stage("packages"):
             _check_packages(home, recipe, found, progress)
+    inputs = (environment_inputs(recipe, found.path, environment_stages_digest(home.packer_dir))
+              if dataplan.provision else None)
+    start = _start(home, target, recipe, opts.parent, provision=dataplan.provision, inputs=inputs or {})
+    if start.reason:
+        progress(f"full bake: {start.reason}")
+        notes.append(f"full bake: {start.reason}")
     build_id = new_build_id()
     job = Job(home=home, target=target, packer=packer, recipe=recipe, found=found, recipe_path=recipe_path,
                build_id=build_id,
                build_dir=home.builds_dir(target.kind) / recipe.name / build_id, provision=dataplan.provision,
-               extra_ca=extra_ca, ssh_source=caller_cidr(target), clock=clock, progress=progress)
+               extra_ca=extra_ca, ssh_source=caller_cidr(target), clock=clock, progress=progress, inputs=inputs,
+               parent=start.image, parent_rootfs=start.rootfs)
     job.check_values()
     build = job.record(job.run())
     progress(f"baked {recipe.name} build {build_id} ({target.kind}):")
@@ -115,7 +129,38 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     return BakeResult(image=recipe.name, build_id=build_id, target=target.kind, status="available",
                       amis=dict(build.amis), catalog_path=str(cat_path), recipe_path=str(recipe_path),
                       build_dir=str(job.build_dir), notes=tuple(notes), timings=clock.timings,
-                      provisioned=dataplan.provision)
+                      provisioned=dataplan.provision, parent_build=build.parent_build)
+
+
+@dataclass(frozen=True)
+class _Begin:
+    """Where the build starts: a parent's image (and, in the sandbox, its packed rootfs), or the base image."""
+
+    image: ParentImage | None = None
+    rootfs: Path | None = None
+    reason: str | None = None  # why a full bake, when a parent was asked for
+
+
+def _start(home: Home, target: Target, recipe: Recipe, parent_id: str | None, *, provision: bool,
+           inputs: dict[str, Any]) -> _Begin:
+    """Check the parent before anything starts (incremental.decide); any failing check gives a full bake."""
+    if parent_id is None:
+        return _Begin()
+    cat = catalog.load(home.catalog_path(target.kind))
+    facts = {"image": recipe.name, "parent_id": parent_id, "provision": provision,
+             "recipe_digest": recipe.digest(), "inputs": inputs, "max_chain": recipe.rebuild.max_chain}
+    start = decide(cat, **facts, amis=None)
+    if start.parent is not None:
+        start = decide(cat, **facts, amis=observe_amis(target, start.parent, recipe.image.regions))
+    if start.parent is None:
+        return _Begin(reason=start.reason)
+    parent, region = start.parent, recipe.image.regions[0]
+    rootfs = parent_image(home, parent.id) if target.sandbox else None
+    if target.sandbox and rootfs is None:
+        return _Begin(reason=f"parent build {parent.id}'s packed rootfs is gone ({image_path(home, parent.id)})")
+    image = ParentImage(build_id=parent.id, source_ami=parent.amis[region],
+                        base_ami=parent.base_ami.get(region, ""), base_ami_name=parent.base_ami_name or "")
+    return _Begin(image=image, rootfs=rootfs)
 
 
 def _sandbox_supported(target: Target) -> tuple[bool, str]:

@@ -55,6 +55,7 @@ class Build:
     build_dir: str | None = None
     error: str | None = None
     image_manifest: dict[str, Any] | None = None
+    parent_build: str | None = None  # an incremental build: the build whose image it started from
     shared_with: tuple[str, ...] = ()
     shares: tuple[dict[str, Any], ...] = ()  # per class and region, written by imagefactory.classes.record
 

@@ -95,6 +95,15 @@ class Jupyter:
 
 
 @dataclass(frozen=True)
+class RebuildPolicy:
+    """When a build is stale by age, and how many incremental builds (from the previous build's image)
+    may follow each other before a full one."""
+
+    max_age_days: int = 30
+    max_chain: int = 5
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     source: Source
@@ -102,6 +111,7 @@ class Recipe:
     image: ImageSpec = field(default_factory=ImageSpec)
     jupyter: Jupyter = field(default_factory=Jupyter)
     tags: dict[str, str] = field(default_factory=dict)
+    rebuild: RebuildPolicy = field(default_factory=RebuildPolicy)
 
     def to_dict(self) -> dict[str, Any]:
         env = self.environment
@@ -133,6 +143,8 @@ class Recipe:
             },
             "jupyter": {"port": self.jupyter.port, "extensions": list(self.jupyter.extensions)},
             "tags": dict(self.tags),
+            **({"rebuild": {"max_age_days": self.rebuild.max_age_days, "max_chain": self.rebuild.max_chain}}
+               if self.rebuild != RebuildPolicy() else {}),  # absent: digests unchanged
         }
 
     def digest(self) -> str:
@@ -185,6 +197,7 @@ def _build(top: dict[str, Any]) -> Recipe:
     """The Recipe of a mapping that passed the schema: absent or null fields take their defaults."""
     src, env = top["source"], top.get("environment") or {}
     img, jup = top.get("image") or {}, top.get("jupyter") or {}
+    reb = top.get("rebuild") or {}
     py = env.get("python") or {}
     return Recipe(
         name=str(top["name"]),
@@ -209,7 +222,13 @@ def _build(top: dict[str, Any]) -> Recipe:
         ),
         jupyter=Jupyter(port=int(jup.get("port") or Jupyter.port), extensions=_strs(jup.get("extensions"))),
         tags={str(k): str(v) for k, v in (top.get("tags") or {}).items()},
+        rebuild=RebuildPolicy(max_age_days=_int_or(reb.get("max_age_days"), RebuildPolicy.max_age_days),
+                              max_chain=_int_or(reb.get("max_chain"), RebuildPolicy.max_chain)),
     )
+
+
+def _int_or(value: Any, default: int) -> int:
+    return default if value is None else int(value)  # 0 is a value, not "absent"
 
 
 def _opt(value: Any) -> str | None:

@@ -6,7 +6,8 @@ Fields: manifest_version, build_id, target, recipe {name, digest}, repo {url, re
 python {requested, version, executable}, kernel {name, display_name, prefix}, package_tool and
 packages [{name, version}] of the kernel env (`uv pip list --format json`, or `micromamba list --json`
 for a conda kernel env), jupyterlab (version), jupyter {port, token_file}, autostop_minutes,
-login_user, base_os, versions {packer, factory, uv}, created (UTC, ISO 8601). Written atomically,
+login_user, base_os, versions {packer, factory, uv}, build {mode: full | incremental, parent},
+environment_inputs (what the environment install read, from the config), created (UTC, ISO 8601). Written atomically,
 mode 0644. Runs on the image's system python3 (3.10 or newer).
 """
 
@@ -72,6 +73,8 @@ def manifest(config: dict, repo_dir: str) -> dict:
         "login_user": config["login_user"],
         "base_os": os_name(),
         "versions": {**config["versions"], "uv": output([UV, "--version"]).split()[-1]},
+        "build": config.get("build") or {"mode": "full", "parent": None},
+        "environment_inputs": config.get("environment_inputs"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
