@@ -110,9 +110,10 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     inputs = (environment_inputs(recipe, found.path, environment_stages_digest(home.packer_dir))
               if dataplan.provision else None)
     start = _start(home, target, recipe, opts.parent, provision=dataplan.provision, inputs=inputs or {})
-    if start.reason:
-        progress(f"full bake: {start.reason}")
-        notes.append(f"full bake: {start.reason}")
+    line = start.line(recipe.rebuild.max_chain)
+    if line:
+        progress(line)
+        notes.append(line)
     build_id = new_build_id()
     job = Job(home=home, target=target, packer=packer, recipe=recipe, found=found, recipe_path=recipe_path,
                build_id=build_id,
@@ -139,6 +140,16 @@ class _Begin:
     image: ParentImage | None = None
     rootfs: Path | None = None
     reason: str | None = None  # why a full bake, when a parent was asked for
+    chain: int = 0             # incremental builds in a row, this one included
+
+    def line(self, max_chain: int) -> str | None:
+        """What the output says about it: why a full bake, or where the incremental one starts."""
+        if self.reason:
+            return f"full bake: {self.reason}"
+        if self.image:
+            return (f"incremental: from build {self.image.build_id} (AMI {self.image.source_ami}; {self.chain} of at "
+                    f"most {max_chain} in a row), skipping the environment install")
+        return None
 
 
 def _start(home: Home, target: Target, recipe: Recipe, parent_id: str | None, *, provision: bool,
@@ -160,7 +171,7 @@ def _start(home: Home, target: Target, recipe: Recipe, parent_id: str | None, *,
         return _Begin(reason=f"parent build {parent.id}'s packed rootfs is gone ({image_path(home, parent.id)})")
     image = ParentImage(build_id=parent.id, source_ami=parent.amis[region],
                         base_ami=parent.base_ami.get(region, ""), base_ami_name=parent.base_ami_name or "")
-    return _Begin(image=image, rootfs=rootfs)
+    return _Begin(image=image, rootfs=rootfs, chain=start.chain)
 
 
 def _sandbox_supported(target: Target) -> tuple[bool, str]:

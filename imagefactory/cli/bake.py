@@ -33,4 +33,5 @@ def bake(c: Any, repo: str, ref: str | None = None, name: str | None = None, reg
                        resolve=resolve, api_only=api_only, extra_ca=extra_ca, parent=parent)
     done = run_bake(home(), opts, say)
     amis = ", ".join(f"{r}={a}" for r, a in sorted(done.amis.items()))
-    render(Result(done.to_dict(), f"{done.image} {done.build_id}: {amis}"), json)
+    built = f" (incremental, from {done.parent_build})" if done.parent_build else ""
+    render(Result(done.to_dict(), f"{done.image} {done.build_id}{built}: {amis}"), json)
