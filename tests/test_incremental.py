@@ -23,7 +23,7 @@ from conftest import cli_env, git, interrupt_at, new_home, run_cli, stop_emulato
 
 from imagefactory import catalog
 from imagefactory.catalog import Build, Catalog, ImageEntry
-from imagefactory.home import Home
+from imagefactory.home import Home, rootfs_cache_dir
 from imagefactory.incremental import (
     AMI_DEPRECATED,
     AMI_MISSING,
@@ -45,8 +45,12 @@ from imagefactory.render import (
     template_files,
     write_build_dir,
 )
-from imagefactory.sandbox.archive import image_path
+from imagefactory.sandbox.archive import image_path, pack, unpack
+from imagefactory.sandbox.base import ensure_base
+from imagefactory.sandbox.buildroot import BuildRoot, sshd_answers
 from imagefactory.sandbox.emulator import status
+from imagefactory.sandbox.host import sandbox_supported
+from imagefactory.sandbox.teardown import remove_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hello-binder"
@@ -300,3 +304,34 @@ def test_a_parent_whose_ami_is_gone_gives_a_full_bake_saying_why(chain: dict[str
     # the decision is made before anything starts; the full bake it leads to is the one above: stop it here
     code, stderr = interrupt_at(argv, chain_home.root, cli_env(chain_home), "full bake:", signal.SIGINT)
     assert reason in stderr and code == 130
+
+
+# ------------------------------------------------------------------ a build root from an image
+
+def test_a_build_root_from_an_image_is_set_up_inside_its_container(tmp_path: Path) -> None:
+    """An image is untrusted (a repository's code ran in it as root): a link it planted where the setup
+    writes (the sudoers file, the user's authorized_keys) must lead inside the tree, never to the host."""
+    ok, why = sandbox_supported()
+    assert ok, f"the sandbox rootfs cannot run here: {why}"
+    tree, witness = tmp_path / "tree", tmp_path / "host-witness"
+    witness.write_text("host file\n")
+    unpack(ensure_base(rootfs_cache_dir(), progress=lambda _: None), tree)
+    (tree / "etc/sudoers.d/90-imagefactory").symlink_to(witness)
+    subprocess.run(["chroot", str(tree), "useradd", "--create-home", "--user-group", "ubuntu"], check=True)
+    (tree / "home/ubuntu/.ssh").mkdir(mode=0o700)
+    (tree / "home/ubuntu/.ssh/authorized_keys").symlink_to(witness)
+    image = tmp_path / "parent.tar.zst"
+    pack(tree, image)
+    remove_tree(tree)
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    pub = (tmp_path / "key.pub").read_text()
+    with BuildRoot(rootfs_cache_dir(), tmp_path / "work", login_user="ubuntu", authorized_key=pub,
+                   image=image) as root:
+        assert sshd_answers(root.port)
+        keys = root.run(["cat", "/home/ubuntu/.ssh/authorized_keys"])
+        assert keys.returncode == 0 and keys.stdout.strip() == pub.strip()
+        assert root.run(["sudo", "-n", "-u", "ubuntu", "sudo", "-n", "true"]).returncode == 0
+        assert root.run(["sh", "-c", "ls /etc/ssh/ssh_host_*_key"]).returncode == 0, "fresh host keys"
+    assert witness.read_text() == "host file\n", "the setup wrote through a planted link to the host"
+    remove_tree(root.root)

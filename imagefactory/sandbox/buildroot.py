@@ -56,6 +56,8 @@ if ! id -u "$IF_USER" >/dev/null 2>&1; then
     useradd --create-home --shell /bin/bash --user-group "$IF_USER"
 fi
 usermod --password '*' "$IF_USER"
+install -d -m 0750 /etc/sudoers.d
+rm -f /etc/sudoers.d/90-imagefactory
 printf '%s ALL=(ALL) NOPASSWD:ALL\\n' "$IF_USER" > /etc/sudoers.d/90-imagefactory
 chmod 0440 /etc/sudoers.d/90-imagefactory
 home=$(getent passwd "$IF_USER" | cut -d: -f6)
