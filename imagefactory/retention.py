@@ -11,17 +11,18 @@
   whose snapshots could not all be deleted last time (`snapshots_left`) gets a `delete-snapshots` step.
 
 What the cloud says (instances per AMI, class terms, regions that could not be read) arrives as
-`Protections`, gathered by the effectful shell (`imagefactory.prune`). Nothing here does I/O.
+`Protections`, gathered by the effectful shell (`imagefactory.prune`); `record_*` are what it writes to the
+catalog once a region's change is done. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from imagefactory.catalog import Build, ImageEntry
+from imagefactory.catalog import Build, Catalog, ImageEntry
 from imagefactory.recipe.model import Lifecycle
 
 KEEP, DEPRECATE, RETIRE = "keep", "deprecate", "retire"
@@ -192,3 +193,40 @@ def plan_image(entry: ImageEntry, rules: Rules, now: datetime, protections: Prot
 def retiring(plan: ImagePlan) -> list[tuple[str, RegionStep]]:
     """(build, step) for every AMI the plan deregisters: what pruning saves."""
     return [(b.build, s) for b in plan.builds for s in b.regions if s.action == "deregister"]
+
+
+# ------------------------------------------------------------------------------------------- the record
+def _with_build(catalog: Catalog, image: str, build_id: str, change: Callable[[Build], Build]) -> Catalog:
+    entry = catalog.image(image)
+    builds = tuple(change(b) if b.id == build_id else b for b in entry.builds)
+    return Catalog(images={**catalog.images, image: replace(entry, builds=builds)})
+
+
+def record_deprecated(catalog: Catalog, image: str, build_id: str, region: str, at: str) -> Catalog:
+    """The catalog saying that build's AMI in `region` is deprecated (from `at`)."""
+    return _with_build(catalog, image, build_id,
+                       lambda b: replace(b, deprecated_at={**b.deprecated_at, region: at}))
+
+
+def record_deregistered(catalog: Catalog, image: str, build_id: str, region: str, at: str,
+                        left: tuple[str, ...]) -> Catalog:
+    """The catalog without that build's AMI in `region` (kept as `retired_amis`), the snapshots still to delete,
+    the class records of that AMI dropped, and the build `retired` once it has no AMI left."""
+    def change(b: Build) -> Build:
+        ami = b.amis.get(region) or b.retired_amis.get(region)
+        amis = {r: a for r, a in b.amis.items() if r != region}
+        snapshots = {r: s for r, s in b.snapshots_left.items() if r != region} | ({region: left} if left else {})
+        return replace(b, amis=amis, status="retired" if not amis else b.status,
+                       deregistered_at={**b.deregistered_at, region: at},
+                       retired_amis={**b.retired_amis, **({region: ami} if ami else {})},
+                       snapshots_left=snapshots, shares=tuple(s for s in b.shares if s.get("ami") != ami))
+
+    return _with_build(catalog, image, build_id, change)
+
+
+def record_snapshots_left(catalog: Catalog, image: str, build_id: str, region: str, left: tuple[str, ...]) -> Catalog:
+    def change(b: Build) -> Build:
+        snapshots = {r: s for r, s in b.snapshots_left.items() if r != region} | ({region: left} if left else {})
+        return replace(b, snapshots_left=snapshots)
+
+    return _with_build(catalog, image, build_id, change)
