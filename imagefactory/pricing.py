@@ -75,6 +75,16 @@ def disk_month(table: dict[str, Any], region: str, gib: int) -> float | None:
     return round(float(rate) * gib, 2) if rate is not None else None
 
 
+def snapshot_month(table: dict[str, Any], region: str, gib: int) -> float | None:
+    """The monthly cost of `gib` GiB of standard-tier EBS snapshots in `region` (None: not in the table)."""
+    rate = table.get("ebs_snapshot_gb_month", {}).get(region)
+    return round(float(rate) * gib, 2) if rate is not None else None
+
+
+def storage_source(table: dict[str, Any]) -> str:
+    return f"bundled table (EBS prices compiled {table.get('ebs_compiled', table.get('compiled', '?'))})"
+
+
 def parse_products(price_list: list[str]) -> float | None:
     """The USD on-demand hourly price out of a GetProducts answer (JSON strings), or None."""
     for item in price_list:

@@ -26,7 +26,7 @@ ns = _named(Collection(
     Collection("sandbox", sandbox.up, sandbox.status, sandbox.down),
     classes.share, classes.unshare, classes.handout,
     Collection("class", classes.new, classes.class_status, classes.end),
-    lifecycle.prune,
+    lifecycle.prune, lifecycle.costs,
 ))
 
 __all__ = ["ns"]

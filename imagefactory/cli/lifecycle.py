@@ -33,3 +33,12 @@ def prune(c: Any, name: list[str] | None = None, keep: str | None = None, older_
         where = ", ".join(sorted({f"{o.image} {o.region}" for o in report.failed}))
         raise FactoryError(f"prune failed in {where}; the rest is done and recorded",
                            "fix what the FAILED line says and run it again: it picks up where it stopped")
+
+
+@task(help={"sandbox": SANDBOX_HELP, "json": JSON_HELP})
+def costs(c: Any, sandbox: bool = False, json: bool = False) -> None:
+    """What the factory's images cost per month now (snapshots, instances), and what prune would save."""
+    from imagefactory.costs import costs as monthly
+
+    report = monthly(home(), sandbox=sandbox, progress=say)
+    render(Result(report.to_dict(), report.text()), json)
