@@ -109,3 +109,50 @@ def test_done_work_is_not_planned_again_and_left_snapshots_are_retried() -> None
                          Rules(1, 60, 120), NOW, Protections())
     assert not settled.changes
     assert "b2 (" in "\n".join(settled.lines()) and "already deprecated" in "\n".join(settled.lines())
+
+
+def test_a_recipes_lifecycle_is_validated_naming_the_field_and_leaves_the_digest_alone() -> None:
+    import pytest
+
+    from imagefactory.documents import load_yaml
+    from imagefactory.errors import RecipeError
+    from imagefactory.recipe.model import Recipe
+
+    text = "name: img\nsource: {repo: r, commit: c}\n"
+    plain = Recipe.from_dict(load_yaml(text, "recipes/img.yaml"), "recipes/img.yaml")
+    assert plain.lifecycle == Lifecycle(3, 60, 120) and "lifecycle" not in plain.to_dict()
+    ruled = Recipe.from_dict(load_yaml(text + "lifecycle: {keep: 5}\n", "r"), "recipes/img.yaml")
+    assert ruled.lifecycle == Lifecycle(5, 60, 120) and ruled.to_dict()["lifecycle"]["keep"] == 5
+    assert ruled.digest() == plain.digest(), "how long builds are kept is not what the image holds"
+    assert Rules.of(ruled.lifecycle) == Rules(5, 60, 120)
+    with pytest.raises(RecipeError) as err:
+        Recipe.from_dict(load_yaml(text + "lifecycle:\n  deprecate_after_days: 90\n  delete_after_days: 30\n", "r"),
+                         "recipes/img.yaml")
+    assert str(err.value).startswith("recipes/img.yaml:5: field 'lifecycle.delete_after_days' is 30, before ")
+    with pytest.raises(RecipeError) as err:
+        Recipe.from_dict(load_yaml(text + "lifecycle: {keep: 0}\n", "r"), "recipes/img.yaml")
+    assert "field 'lifecycle.keep'" in str(err.value)
+    with pytest.raises(RecipeError) as err:
+        Recipe.from_dict(load_yaml(text + "lifecycle: {kept: 2}\n", "r"), "recipes/img.yaml")
+    assert "lifecycle" in str(err.value) and "kept" in str(err.value)
+
+
+def test_the_record_drops_a_deregistered_ami_everywhere_and_retires_a_build_with_none_left() -> None:
+    from imagefactory.catalog import Catalog, validate
+    from imagefactory.retention import record_deprecated, record_deregistered, record_snapshots_left
+
+    share = {"class": "c", "region": "us-west-2", "ami": "ami-0001", "accounts": 1, "when": "x", "by": "y"}
+    copy = {**share, "ami": "ami-cccc", "copied": True}
+    cat = Catalog(images={"img": entry(build(1, 200, shares=(share, copy)), build(2, 1))})
+    cat = record_deprecated(cat, "img", "b1", "us-west-2", "2026-12-01T12:01:00Z")
+    cat = record_deregistered(cat, "img", "b1", "us-west-2", "2026-12-01T12:02:00Z", ("snap-1",))
+    b1 = cat.image("img").build("b1")
+    assert b1 is not None
+    assert (b1.status, b1.amis, b1.retired_amis) == ("available", {"us-east-2": "ami-0065"}, {"us-west-2": "ami-0001"})
+    assert b1.shares == (copy,), "the class record of the AMI that is gone goes; its class copy stays"
+    assert b1.snapshots_left == {"us-west-2": ("snap-1",)} and b1.deprecated_at == {"us-west-2": "2026-12-01T12:01:00Z"}
+    cat = record_deregistered(cat, "img", "b1", "us-east-2", "2026-12-01T12:03:00Z", ())
+    cat = record_snapshots_left(cat, "img", "b1", "us-west-2", ())
+    b1 = cat.image("img").build("b1")
+    assert b1 is not None and (b1.status, b1.amis, b1.snapshots_left) == ("retired", {}, {})
+    assert Catalog.from_dict(validate(cat.to_dict(), "catalog.yaml")) == cat, "the schema takes it; it reads back"
