@@ -13,7 +13,7 @@ and an AMI found already gone is recorded as deregistered (the catalog never poi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,6 @@ class PruneReport:
     applied: bool
     plans: tuple[ImagePlan, ...]
     outcomes: tuple[Outcome, ...] = ()
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -60,7 +59,7 @@ class PruneReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "applied": self.applied, "images": [p.to_dict() for p in self.plans],
-                "outcomes": [o.__dict__ for o in self.outcomes], "notes": list(self.notes)}
+                "outcomes": [asdict(o) for o in self.outcomes]}
 
     def text(self) -> str:
         lines = [line for plan in self.plans for line in plan.lines()] or ["no images in the catalog"]

@@ -97,8 +97,9 @@ class ImagePlan:
 
     def lines(self) -> list[str]:
         r = self.rules
-        out = [f"{self.image}: keep {r.keep} newest, deprecate after {r.deprecate_after_days} days, "
-               f"retire after {r.delete_after_days} days"]
+        rest = ("retire the others now" if r.delete_after_days == 0 else
+                f"deprecate after {r.deprecate_after_days} days, retire after {r.delete_after_days} days")
+        out = [f"{self.image}: keep the {r.keep} newest, {rest}"]
         for b in self.builds:
             out.append(f"  {b.build} ({b.created}): {b.decision.upper()}: {b.rule}")
             out += [f"    {s.region} {s.ami or '-'}: {_step_text(s)}" for s in b.regions]
