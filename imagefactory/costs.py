@@ -1,11 +1,12 @@
 """`invoke costs`: what the factory's resources cost per month now, per image and region, and what `prune`
 would save.
 
-Per image and region: the snapshot storage of every build (the sum of its AMIs' snapshot sizes, and of
-snapshots a retired build left, priced per GB-month), each instance launched from one of its AMIs that is
-running (its hourly price × 730, and its volumes) or stopped (its volumes). Prices come from `pricing`: the
-bundled, dated table (`data/prices.json`) and, on AWS, the Pricing API; a price it does not have is
-"unknown", never guessed, and is left out of the total (which says how many are). What `prune` would save is
+Per image and region: the snapshot storage of every build (the sum of its AMIs' snapshot sizes, its class
+copies' (`share` with a `kms_key`), and the snapshots a retired build left, priced per GB-month), each
+instance launched from one of its AMIs that is running (its hourly price × 730, and its volumes) or stopped
+(its volumes). Prices come from `pricing`: the bundled, dated table (`data/prices.json`) and, on AWS, the
+Pricing API; a price it does not have is "unknown", never guessed, and is left out of the total (which
+says how many are). What `prune` would save is
 the snapshot storage of the AMIs its plan (`imagefactory.retention`, the recipes' rules, now) deregisters.
 A snapshot is priced at its full volume size: AWS bills the blocks it holds, so this is an upper bound.
 """
@@ -129,6 +130,12 @@ def costs(home: Home, *, sandbox: bool = False, now: datetime | None = None,
                     sizes[ami] = gib
                 if snaps:
                     out.append(_snapshot_cost(table, name, region, f"snapshots of build {build.id}", gib))
+                for share in (s for s in build.shares if s.get("copied") and s["region"] == region):
+                    copy = image_usage.image_or_none(ec2, share["ami"])
+                    if copy is not None:
+                        held = sum(image_usage.snapshot_sizes(ec2, image_usage.snapshots_of(copy)).values())
+                        out.append(_snapshot_cost(table, name, region,
+                                                  f"snapshots of class {share['class']}'s copy of {build.id}", held))
             amis = [b.amis[region] for b in entry.builds if region in b.amis]
             for inst in image_usage.instances_of(ec2, amis):
                 out += _instance_costs(target, table, ec2, name, region, inst)

@@ -13,9 +13,12 @@ import pytest
 from conftest import git, new_home, run_cli, stop_emulator, write_files
 
 from imagefactory import catalog, pricing
+from imagefactory.classes import roster as rosters
+from imagefactory.classes.share import converge
 from imagefactory.cloud.target import open_target
 from imagefactory.costs import costs
 from imagefactory.home import Home
+from imagefactory.sandbox.org import CLASS_KEY_ALIAS, STUDENTS
 
 REGION = "us-west-2"
 
@@ -42,6 +45,11 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, list[s
         run_cli(h, "bake", "--api-only", "--repo", repo.as_uri(), "--regions", REGION, check=True)
     recipe = h.recipe_path("hydro")
     recipe.write_text(recipe.read_text() + "lifecycle:\n  keep: 1\n")
+    today = datetime.now(UTC).date()
+    doc = rosters.new_document(title="Hydrology", regions=(REGION,), accounts=[{"id": STUDENTS[0]}], start=today,
+                               end=today + timedelta(days=30), kms_key=CLASS_KEY_ALIAS)
+    converge(open_target("sandbox", h.emulator_dir), h.catalog_path("sandbox"), "hydro",
+             rosters.write_new(h.root, "hydro-101", doc, force=True))  # a class copy of the latest build
     yield h, [b.id for b in catalog.load(h.catalog_path("sandbox")).image("hydro").builds]
     stop_emulator(h)
 
@@ -68,6 +76,9 @@ def test_costs_match_the_snapshots_and_instances_and_say_what_prune_saves(two: t
         gib = snapshot_gib(ec2, amis[build])
         line = got[f"snapshots of build {build}"]
         assert (line.gib, line.monthly) == (gib, round(gib * table["ebs_snapshot_gb_month"][REGION], 2))
+    (share,) = catalog.load(h.catalog_path("sandbox")).image("hydro").build(new).shares  # type: ignore[union-attr]
+    copy = got[f"snapshots of class hydro-101's copy of {new}"]
+    assert (copy.gib, copy.monthly) == (snapshot_gib(ec2, share["ami"]), got[f"snapshots of build {new}"].monthly)
     hourly = table["on_demand"][REGION]["t3.micro"]
     assert got[f"{running} running t3.micro (x 730 h)"].monthly == round(hourly * 730, 2)
     stopped_disk = got[f"{stopped} stopped: its volumes"]
