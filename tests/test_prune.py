@@ -26,7 +26,8 @@ REGION = "us-west-2"
 @pytest.fixture(scope="module")
 def four(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, list[str]]]:
     """A home with four API-only bakes of one repository (build ids oldest first); the oldest is shared with a
-    class whose term runs for another month."""
+    class whose term runs for another month. The tests below run in order on it, each from what the one
+    before left (as successive prune runs would)."""
     root = tmp_path_factory.mktemp("prune")
     repo = root / "repos" / "hydro"
     repo.mkdir(parents=True)
