@@ -97,8 +97,8 @@ def check_cron(value: str, option: str = "--cron") -> str:
             if problem:
                 named = f" or {names[0].upper()}-{names[-1].upper()}" if names else ""
                 raise UsageError(f"{option} {value!r}: {what} {text!r} {problem}",
-                                 f"each field is *, N, A-B, */N, A-B/N or a list of them, {what} {low}-{high}"
-                                 f"{named}; {CRON_FORM}")
+                                 f"each field is *, N, A-B, */N, A-B/N or a comma list of them; {what} is "
+                                 f"{low}-{high}{named}; e.g. \"0 6 * * 1\" (Mondays 06:00 UTC)")
     return " ".join(fields)
 
 
@@ -113,7 +113,7 @@ def _cron_item_problem(item: str, low: int, high: int, names: tuple[str, ...]) -
     for end in ends:
         number = names.index(end) + low if end in names else int(end) if end.isdigit() else None
         if number is None or not low <= number <= high:
-            return f"is out of range ({end!r})"
+            return f"is outside {low}-{high}" if end == item else f"holds {end!r}, outside {low}-{high}"
         numbers.append(number)
     if len(numbers) == 2 and numbers[0] > numbers[1]:
         return "is a range that runs backwards"
