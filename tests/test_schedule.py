@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, new_home, run_cli, stop_emulator
+from conftest import MakeRepo, cli_env, new_home, run_cli, stop_emulator
 from ruamel.yaml import YAML
 
 from imagefactory.errors import UsageError
@@ -306,3 +306,16 @@ def test_bad_lab_options_are_one_line(home: Home, tmp_path: Path, args: list[str
     assert done.returncode == 1
     assert done.stderr.startswith(says), done.stderr
     assert not (tmp_path / "units").exists()
+
+
+def test_regions_default_to_the_ones_the_recipes_bake_in(home: Home, make_repo: MakeRepo) -> None:
+    for name, regions in (("one", "eu-west-1\n    - us-east-2"), ("two", "us-east-2\n    - ap-south-1")):
+        repo = make_repo({"requirements.txt": "numpy\n"}, name=name)
+        run_cli(home, "recipe", "--repo", repo.as_uri(), check=True, IMAGEFACTORY_OFFLINE="1")
+        path = home.recipe_path(name)
+        path.write_text(path.read_text().replace("us-west-2\n    - us-east-2", regions, 1))
+    data = json.loads(run_cli(home, "schedule.github", "--json", check=True).stdout)
+    assert data["regions"] == ["eu-west-1", "us-east-2", "ap-south-1"]
+    doc = YAML(typ="safe").load((home.root / WORKFLOW_PATH).read_text())
+    assert {s["with"]["aws-region"] for s in doc["jobs"]["build"]["steps"] if "aws-region" in s.get("with", {})} == {
+        "eu-west-1"}
