@@ -92,16 +92,8 @@ def _default_install(home: Home) -> str:
 def github(home: Home, *, cron: str | None, role_arn: str | None, regions: tuple[str, ...] | None,
            max_parallel: int | None, install: str | None, force: bool) -> tuple[Result, list[Written]]:
     from imagefactory.packer import TESTED_VERSION
-    from imagefactory.schedule import (
-        DEFAULT_CRON,
-        ROLE_VARIABLE,
-        WORKFLOW_PATH,
-        GithubSchedule,
-        check_cron,
-        check_install,
-        check_role_arn,
-        workflow_text,
-    )
+    from imagefactory.schedule import DEFAULT_CRON, ROLE_VARIABLE, WORKFLOW_PATH, GithubSchedule, workflow_text
+    from imagefactory.schedule_checks import check_cron, check_install, check_role_arn
 
     options = GithubSchedule(
         cron=check_cron(cron or DEFAULT_CRON), regions=_regions(home, regions),
@@ -161,7 +153,8 @@ def _ask_systemd(calendar: str) -> None:
 
 def lab(home: Home, *, cron: str | None, systemd: bool, at: str | None, units: Path | None,
         force: bool) -> tuple[Result, list[Written]]:
-    from imagefactory.schedule import DEFAULT_CRON, check_cron
+    from imagefactory.schedule import DEFAULT_CRON
+    from imagefactory.schedule_checks import check_cron
     from imagefactory.schedule_lab import (
         DEFAULT_CALENDAR,
         LOG_NAME,

@@ -25,12 +25,10 @@ from imagefactory.schedule import (
     SETUP_PACKER,
     WORKFLOW_PATH,
     GithubSchedule,
-    check_cron,
-    check_install,
-    check_role_arn,
     github_workflow,
     workflow_text,
 )
+from imagefactory.schedule_checks import check_cron, check_install, check_role_arn
 from imagefactory.schedule_lab import LabSchedule, check_calendar, crontab_line
 
 BIN = Path(sys.executable).parent
@@ -138,6 +136,7 @@ def test_user_values_reach_the_yaml_as_data(cron: str) -> None:
     ("0 24 * * 1", "hour '24' is outside 0-23"), ("0 6 0 * 1", "day of month '0'"), ("0 6 * 13 1", "month '13'"),
     ("0 6 * * 7", "day of week '7'"), ("0 6 * * 5-1", "runs backwards"), ("*/0 6 * * 1", "a step of 0"),
     ("0 6 * * mon;reboot", "is not a number"), ("0 6 * * mon-xyz", "holds 'xyz'"), ("@weekly", "has 1 fields"),
+    ("0 6 * * 1\n", "holds a newline"), ("0 6 * * 1\n* * * * * evil", "holds a newline"),
 ])
 def test_a_bad_cron_is_one_line_naming_the_field(cron: str, says: str) -> None:
     with pytest.raises(UsageError, match=re.escape(says)):
@@ -147,7 +146,8 @@ def test_a_bad_cron_is_one_line_naming_the_field(cron: str, says: str) -> None:
 @pytest.mark.parametrize("arn", ["arn:aws:iam::12345:role/x", "arn:aws:iam::123456789012:user/x",
                                  "arn:aws:iam::123456789012:role/", "arn:aws:iam::123456789012:role/a b",
                                  "arn:aws:iam::123456789012:role/x\n", "AKIAIOSFODNN7EXAMPLE",
-                                 "arn:aws:sts::123456789012:assumed-role/x/y", "arn:aws:iam::123456789012:role/${{x}}"])
+                                 "arn:aws:sts::123456789012:assumed-role/x/y", "arn:aws:iam::123456789012:role/${{x}}",
+                                 "arn:aws:iam::123456789012:role/caf\u00e9"])
 def test_a_bad_role_arn_is_refused(arn: str) -> None:
     with pytest.raises(UsageError, match="is not an IAM role ARN"):
         check_role_arn(arn)
