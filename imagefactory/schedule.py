@@ -46,6 +46,8 @@ class Action:
         return f"{self.repo}@{self.sha}"
 
 
+# Each SHA is the commit its release tag points at, read from the action's own repository (`git rev-parse
+# TAG^{commit}`) in December 2026; change a tag and its SHA together, never one of them.
 CHECKOUT = Action("actions/checkout", "v7.0.1", "3d3c42e5aac5ba805825da76410c181273ba90b1")
 SETUP_PYTHON = Action("actions/setup-python", "v7.0.0", "5fda3b95a4ea91299a34e894583c3862153e4b97")
 SETUP_PACKER = Action("hashicorp/setup-packer", "v3.1.0", "1aa358be5cf73883762b302a3a03abd66e75b232")
@@ -63,7 +65,7 @@ ACTIONS = (CHECKOUT, SETUP_PYTHON, SETUP_PACKER, AWS_CREDENTIALS, UPLOAD_ARTIFAC
 
 @dataclass(frozen=True)
 class GithubSchedule:
-    """What the workflow is made from; every field already checked (see `github_schedule`)."""
+    """What the workflow is made from; every field already checked (`imagefactory.schedule_files.github`)."""
 
     cron: str
     regions: tuple[str, ...]
@@ -99,7 +101,9 @@ def header(options: GithubSchedule) -> str:
         "Jobs: detect (which images are stale, and why: see its summary) -> build (one job per stale image,",
         f"at most {options.max_parallel} at once, one run per image at a time) -> propose (a pull request per image",
         "with its updated catalog.yaml; nothing is pushed to the default branch). Until a rebuild's pull",
-        "request is merged, the next run still sees that image as stale.",
+        "request is merged, the next run still sees that image as stale. For GitHub's token to open pull",
+        "requests, allow it in Settings > Actions > General > Workflow permissions (\"Allow GitHub Actions to",
+        "create and approve pull requests\"); checks of other workflows do not run on pull requests it opens.",
         "Every action is pinned to a full commit SHA; the release tag is in the comment beside it.",
     ])
 
