@@ -144,19 +144,24 @@ def _factory(options: GithubSchedule) -> list[CommentedMap]:
     ]
 
 
-DETECT_SCRIPT = """\
-imagefactory stale --json > "$RUNNER_TEMP/stale.json"
-python - "$RUNNER_TEMP/stale.json" <<'PY'
+STALE_REPORT = "${{ runner.temp }}/stale.json"
+# `imagefactory stale --json` -> the job's outputs `images` (a JSON list, the build matrix) and `count`, and a
+# table of every image's status and reasons in the job's summary
+MATRIX_SCRIPT = """\
+python - "$STALE_REPORT" <<'PY'
 import json, os, sys
 report = json.load(open(sys.argv[1]))
 stale = report["stale"]
 with open(os.environ["GITHUB_OUTPUT"], "a") as out:
     out.write(f"images={json.dumps(stale)}\\ncount={len(stale)}\\n")
+def cell(values):
+    text = "; ".join(v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in values)
+    return " ".join(text.replace("|", "\\\\|").split()) or "-"
 with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as summary:
-    summary.write("| image | status | why |\\n| --- | --- | --- |\\n")
+    summary.write("| image | latest build | status | why | not known |\\n| --- | --- | --- | --- | --- |\\n")
     for image in report["images"]:
-        why = "; ".join(map(str, image.get("reasons", []) + image.get("unknown", []))) or "-"
-        summary.write(f"| {image['name']} | {image['status']} | {why} |\\n")
+        summary.write(f"| {image['name']} | {image.get('latest') or '-'} | {image['status']} | "
+                      f"{cell(image.get('reasons', []))} | {cell(image.get('unknown', []))} |\\n")
 PY
 """
 
@@ -176,7 +181,13 @@ def _detect(options: GithubSchedule) -> CommentedMap:
     job["permissions"] = _oidc_permissions()
     job["outputs"] = CommentedMap({"images": "${{ steps.stale.outputs.images }}",
                                    "count": "${{ steps.stale.outputs.count }}"})
-    job["steps"] = [_checkout(), *_factory(options), _step("imagefactory stale", id_="stale", run=DETECT_SCRIPT)]
+    job["steps"] = [
+        _checkout(), *_factory(options),
+        _step("imagefactory stale", env={"STALE_REPORT": STALE_REPORT},
+              run='imagefactory stale --json > "$STALE_REPORT"'),
+        _step("The stale images, as the build matrix", id_="stale", env={"STALE_REPORT": STALE_REPORT},
+              run=MATRIX_SCRIPT),
+    ]
     return job
 
 

@@ -75,8 +75,8 @@ def test_workflow_runs_on_schedule_and_on_demand_with_least_permissions_per_job(
 
 def test_the_detect_jobs_stale_images_are_the_build_matrix() -> None:
     jobs = github_workflow(options(max_parallel=4))["jobs"]
-    (detect,) = [s for s in steps(jobs["detect"]) if s.get("id") == "stale"]
-    assert detect["run"].startswith("imagefactory stale --json")
+    assert [s["run"] for s in steps(jobs["detect"]) if s["name"] == "imagefactory stale"] == [
+        'imagefactory stale --json > "$STALE_REPORT"']
     assert jobs["detect"]["outputs"]["images"] == "${{ steps.stale.outputs.images }}"
     build = jobs["build"]
     assert build["needs"] == "detect"
@@ -92,6 +92,34 @@ def test_the_detect_jobs_stale_images_are_the_build_matrix() -> None:
     (proposal,) = uses(jobs["propose"], "peter-evans/create-pull-request")
     assert proposal["with"]["add-paths"] == "catalog.yaml"
     assert proposal["with"]["branch"] == "imagefactory/rebuild-${{ matrix.image }}"
+
+
+def test_the_matrix_step_turns_the_stale_report_into_job_outputs_and_a_summary(tmp_path: Path) -> None:
+    detect = github_workflow(options())["jobs"]["detect"]
+    (report_step,) = [s for s in steps(detect) if s["name"] == "imagefactory stale"]
+    assert report_step["run"] == 'imagefactory stale --json > "$STALE_REPORT"'
+    (step,) = [s for s in steps(detect) if s.get("id") == "stale"]
+    assert step["env"] == report_step["env"] == {"STALE_REPORT": "${{ runner.temp }}/stale.json"}
+    report = {"stale": ["alpha", "gamma"], "images": [
+        {"name": "alpha", "latest": "20261201-0600-aaaa", "status": "stale", "incremental": True,
+         "reasons": ["commit moved: 1a2b3c4 -> 5d6e7f8"], "unknown": []},
+        {"name": "beta", "latest": "20261201-0600-bbbb", "status": "fresh", "incremental": False, "reasons": [],
+         "unknown": []},
+        {"name": "gamma", "latest": None, "status": "stale", "incremental": False,
+         "reasons": [{"kind": "failed", "detail": "last build failed | interrupted"}], "unknown": ["base image"]},
+    ]}
+    (tmp_path / "stale.json").write_text(json.dumps(report))
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
+           "STALE_REPORT": step["env"]["STALE_REPORT"].replace("${{ runner.temp }}", str(tmp_path))}
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert output.read_text() == 'images=["alpha", "gamma"]\ncount=2\n'
+    rows = summary.read_text().splitlines()
+    assert rows[2] == "| alpha | 20261201-0600-aaaa | stale | commit moved: 1a2b3c4 -> 5d6e7f8 | - |"
+    assert rows[3] == "| beta | 20261201-0600-bbbb | fresh | - | - |"
+    assert rows[4] == ('| gamma | - | stale | {"detail": "last build failed \\| interrupted", "kind": "failed"} '
+                       '| base image |')
 
 
 def test_the_tested_packer_version_is_the_one_the_tests_run() -> None:
@@ -112,7 +140,7 @@ def test_no_expression_inside_a_run_step_and_no_secret_anywhere() -> None:
     text = workflow_text(options(role_arn=ROLE))
     doc = YAML(typ="safe").load(text)
     runs = [s["run"] for job in doc["jobs"].values() for s in job["steps"] if "run" in s]
-    assert len(runs) == 4
+    assert len(runs) == 5
     assert all("${{" not in run for run in runs)
     assert "secrets." not in text
     assert text.count(ROLE) == 3   # the header comment and the two credential steps
