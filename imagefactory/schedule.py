@@ -85,7 +85,8 @@ def header(options: GithubSchedule) -> str:
         f"Written by `imagefactory schedule.github` (imagefactory {options.factory_version}): rebuilds the",
         "factory's stale images. Change it by running that command again with --force, not by hand.",
         "",
-        f'When: cron "{options.cron}" (UTC), and on demand (Actions tab > imagefactory rebuild > Run workflow).',
+        f'When: cron "{options.cron}" (UTC), and on demand (Actions tab > imagefactory rebuild > Run workflow,',
+        "where images named in `images` are rebuilt whether they are stale or not).",
         "GitHub runs scheduled workflows from the default branch only, may start them late at busy times, and",
         "DISABLES THEM IN PUBLIC REPOSITORIES AFTER 60 DAYS WITHOUT ACTIVITY in the repository. Any commit",
         "keeps it alive (merging the pull requests this workflow opens is one); once disabled, enable it again",
@@ -145,15 +146,21 @@ def _factory(options: GithubSchedule) -> list[CommentedMap]:
 
 
 STALE_REPORT = "${{ runner.temp }}/stale.json"
-# `imagefactory stale --json` -> the job's outputs `images` (a JSON list, the build matrix) and `count`, and a
-# table of every image's status and reasons in the job's summary
+# `imagefactory stale --json` -> the job's outputs `images` (a JSON list, the build matrix: the stale images,
+# or the catalog images a person named when starting the run) and `count`, and a table of every image's
+# status and reasons in the job's summary
 MATRIX_SCRIPT = """\
 python - "$STALE_REPORT" <<'PY'
 import json, os, sys
 report = json.load(open(sys.argv[1]))
-stale = report["stale"]
+requested = list(dict.fromkeys(os.environ.get("REQUESTED", "").replace(",", " ").split()))
+known = {image["name"] for image in report["images"]}
+if set(requested) - known:
+    sys.exit(f"error: not in the catalog: {', '.join(n for n in requested if n not in known)} "
+             f"(its images: {', '.join(sorted(known)) or 'none'})")
+images = requested or report["stale"]
 with open(os.environ["GITHUB_OUTPUT"], "a") as out:
-    out.write(f"images={json.dumps(stale)}\\ncount={len(stale)}\\n")
+    out.write(f"images={json.dumps(images)}\\ncount={len(images)}\\n")
 def cell(values):
     text = "; ".join(v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in values)
     return " ".join(text.replace("|", "\\\\|").split()) or "-"
@@ -185,8 +192,8 @@ def _detect(options: GithubSchedule) -> CommentedMap:
         _checkout(), *_factory(options),
         _step("imagefactory stale", env={"STALE_REPORT": STALE_REPORT},
               run='imagefactory stale --json > "$STALE_REPORT"'),
-        _step("The stale images, as the build matrix", id_="stale", env={"STALE_REPORT": STALE_REPORT},
-              run=MATRIX_SCRIPT),
+        _step("The stale images, as the build matrix", id_="stale",
+              env={"STALE_REPORT": STALE_REPORT, "REQUESTED": "${{ inputs.images }}"}, run=MATRIX_SCRIPT),
     ]
     return job
 
@@ -265,7 +272,9 @@ def github_workflow(options: GithubSchedule) -> CommentedMap:
     doc["name"] = "imagefactory rebuild"
     on = CommentedMap()
     on["schedule"] = [CommentedMap({"cron": options.cron})]
-    on["workflow_dispatch"] = CommentedMap()
+    on["workflow_dispatch"] = CommentedMap({"inputs": CommentedMap({"images": CommentedMap({
+        "description": "Images to rebuild, stale or not (names, separated by spaces or commas); empty: the stale ones",
+        "required": False, "type": "string", "default": ""})})})
     doc["on"] = on
     doc["concurrency"] = CommentedMap({"group": "imagefactory-rebuild", "cancel-in-progress": False})
     doc.yaml_add_eol_comment("one run at a time; a run started meanwhile waits", "concurrency")

@@ -99,7 +99,8 @@ def test_the_matrix_step_turns_the_stale_report_into_job_outputs_and_a_summary(t
     (report_step,) = [s for s in steps(detect) if s["name"] == "imagefactory stale"]
     assert report_step["run"] == 'imagefactory stale --json > "$STALE_REPORT"'
     (step,) = [s for s in steps(detect) if s.get("id") == "stale"]
-    assert step["env"] == report_step["env"] == {"STALE_REPORT": "${{ runner.temp }}/stale.json"}
+    assert report_step["env"] == {"STALE_REPORT": "${{ runner.temp }}/stale.json"}
+    assert step["env"] == {**report_step["env"], "REQUESTED": "${{ inputs.images }}"}
     report = {"stale": ["alpha", "gamma"], "images": [
         {"name": "alpha", "latest": "20261201-0600-aaaa", "status": "stale", "incremental": True,
          "reasons": ["commit moved: 1a2b3c4 -> 5d6e7f8"], "unknown": []},
@@ -112,7 +113,20 @@ def test_the_matrix_step_turns_the_stale_report_into_job_outputs_and_a_summary(t
     output, summary = tmp_path / "output", tmp_path / "summary"
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
            "STALE_REPORT": step["env"]["STALE_REPORT"].replace("${{ runner.temp }}", str(tmp_path))}
-    done = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=60)
+
+    def matrix(requested: str) -> subprocess.CompletedProcess[str]:   # `inputs.images` is "" on a schedule
+        output.unlink(missing_ok=True)
+        summary.unlink(missing_ok=True)
+        return subprocess.run(["bash", "-e", "-c", step["run"]], env={**env, "REQUESTED": requested},
+                              capture_output=True, text=True, timeout=60)
+
+    named = matrix("beta, alpha beta")
+    assert named.returncode == 0, named.stderr
+    assert output.read_text() == 'images=["beta", "alpha"]\ncount=2\n'
+    stray = matrix("beta delta")
+    assert stray.returncode == 1 and not output.exists()
+    assert stray.stderr.strip() == "error: not in the catalog: delta (its images: alpha, beta, gamma)"
+    done = matrix("")
     assert done.returncode == 0, done.stderr
     assert output.read_text() == 'images=["alpha", "gamma"]\ncount=2\n'
     rows = summary.read_text().splitlines()
