@@ -17,6 +17,7 @@ import pytest
 from conftest import MakeRepo, cli_env, new_home, run_cli, stop_emulator
 from ruamel.yaml import YAML
 
+from imagefactory import __version__
 from imagefactory.errors import UsageError
 from imagefactory.home import Home
 from imagefactory.packer import TESTED_VERSION, find_packer
@@ -252,6 +253,7 @@ def test_written_workflow_passes_githubs_schema_and_zizmor_at_its_strictest(home
 def test_workflow_is_never_written_over_without_force(home: Home) -> None:
     first = run_cli(home, "schedule.github", "--role-arn", ROLE, "--json", check=True)
     assert json.loads(first.stdout)["workflow"]["status"] == "written"
+    assert json.loads(first.stdout)["install"] == f"imagefactory=={__version__}"
     path = home.root / WORKFLOW_PATH
     before = path.read_text()
     again = run_cli(home, "schedule.github", "--role-arn", ROLE, check=True)
@@ -356,8 +358,10 @@ def test_regions_default_to_the_ones_the_recipes_bake_in(home: Home, make_repo: 
         run_cli(home, "recipe", "--repo", repo.as_uri(), check=True, IMAGEFACTORY_OFFLINE="1")
         path = home.recipe_path(name)
         path.write_text(path.read_text().replace("us-west-2\n    - us-east-2", regions, 1))
+    (home.root / "pyproject.toml").write_text('[project]\nname = "imagefactory"\n')   # the factory's own tree
     data = json.loads(run_cli(home, "schedule.github", "--json", check=True).stdout)
     assert data["regions"] == ["eu-west-1", "us-east-2", "ap-south-1"]
+    assert data["install"] == "."
     doc = YAML(typ="safe").load((home.root / WORKFLOW_PATH).read_text())
     assert {s["with"]["aws-region"] for s in doc["jobs"]["build"]["steps"] if "aws-region" in s.get("with", {})} == {
         "eu-west-1"}
