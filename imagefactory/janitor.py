@@ -234,8 +234,9 @@ def _build_instances(scan: RegionScan, ctx: Context) -> tuple[list[Finding], lis
     return found, kept
 
 
-def _packer_things(scan: RegionScan, ctx: Context) -> tuple[list[Finding], list[Kept]]:
-    live = [i for i in scan.instances if i.state in LIVE_STATES]
+def _packer_things(scan: RegionScan, ctx: Context, going: set[str]) -> tuple[list[Finding], list[Kept]]:
+    """`going`: instances found abandoned (removed first), which keep nothing of Packer's."""
+    live = [i for i in scan.instances if i.state in LIVE_STATES and i.id not in going]
     found, kept = [], []
     things = [("key pair", k.name, k.name, k.created or packer_name_time(k.name), k.tags,
                sorted(i.id for i in live if i.key_name == k.name)) for k in scan.key_pairs if packer_named(k.name)]
@@ -295,13 +296,12 @@ def _snapshots(scan: RegionScan, ctx: Context) -> tuple[list[Finding], list[Kept
 
 def plan_region(scan: RegionScan, ctx: Context) -> RegionPlan:
     """Every finding of one region and what was kept, each with its reason."""
-    found: list[Finding] = []
-    kept: list[Kept] = []
-    for rule in (_build_instances, _packer_things, _images, _snapshots):
-        more, held = rule(scan, ctx)
-        found += more
-        kept += held
-    return RegionPlan(scan.region, tuple(found), tuple(kept))
+    instances, kept = _build_instances(scan, ctx)
+    packer, held = _packer_things(scan, ctx, {f.id for f in instances})
+    images, held_images = _images(scan, ctx)
+    snapshots, held_snapshots = _snapshots(scan, ctx)
+    return RegionPlan(scan.region, (*instances, *packer, *images, *snapshots),
+                      (*kept, *held, *held_images, *held_snapshots))
 
 
 def merge(plans: Iterable[RegionPlan], local: Iterable[Finding]) -> list[Finding]:

@@ -25,7 +25,8 @@ def _ec2(home: Home) -> Any:
     info = ensure_up(home.emulator_dir)
     creds = sandbox_credentials()
     return boto3.client("ec2", region_name=REGION, endpoint_url=info.endpoint,
-                        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+                        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
 
 
 def _run(ec2: Any, base: str, *, key: str | None = None, group: str | None = None,
@@ -151,7 +152,8 @@ def test_janitor_removes_only_the_factorys_unaccounted_things(home: Home, seeded
     assert ids["orphan_ami"] not in after["images"]
     assert {ids["their_snap"], ids["recorded_snap"]} <= after["snapshots"]
     assert not {ids["orphan_snap"], ids["loose_snap"]} & after["snapshots"]
-    assert {ids["their_group"], ids["packer_group_used"]} <= after["groups"] and ids["packer_group"] not in after["groups"]
+    assert {ids["their_group"], ids["packer_group_used"]} <= after["groups"]
+    assert ids["packer_group"] not in after["groups"]
     assert after["keys"] == {"someones-key"}
     assert not (home.sandbox_dir / "instances" / "i-0123456789abcdef0").exists()
 
