@@ -101,15 +101,15 @@ def recorded_amis(home: Home, target: Target) -> frozenset[tuple[str, str]]:
 
 # ---- the sandbox's own machine ---------------------------------------------------------------------------
 
-def running_builds(home: Home) -> frozenset[str]:
-    """Ids of this home's sandbox builds still running: their owner lives, or (a build that records no owner,
-    such as an API-only one) a process names its folder (its Packer)."""
+def running_builds(home: Home, kind: str) -> frozenset[str]:
+    """Ids of this home's builds still running on this machine: a sandbox build whose owner lives, or any
+    build that records no owner (API-only, AWS) whose folder a process names (its Packer)."""
     from imagefactory.sandbox import leftovers
     from imagefactory.sandbox.buildroot import OWNER_FILE
     from imagefactory.sandbox.teardown import naming
 
-    live = {d.name for d in leftovers.live_builds(home)}
-    for folder in home.builds_dir("sandbox").glob("*/*"):
+    live = {d.name for d in leftovers.live_builds(home)} if kind == "sandbox" else set()
+    for folder in home.builds_dir(kind).glob("*/*"):
         if folder.is_dir() and not (folder / OWNER_FILE).exists() and naming(folder):
             live.add(folder.name)
     return frozenset(live)
@@ -128,6 +128,10 @@ def local_leftovers(home: Home) -> list[Finding]:
     return out
 
 
+class DisksUnknown(Exception):
+    """Not every region could be asked whether an instance lives: no disk is called an orphan."""
+
+
 def orphan_disks(home: Home, target: Target) -> list[Finding]:
     """Unpacked sandbox instance disks whose instance the emulator no longer has (in any region)."""
     from imagefactory.sandbox import instances
@@ -136,13 +140,17 @@ def orphan_disks(home: Home, target: Target) -> list[Finding]:
     ids = sorted({p.name.split(".")[0] for p in top.glob("i-*")}) if top.is_dir() else []
     if not ids:
         return []
-    ec2 = target.client("ec2", "us-east-1")
+    from botocore.exceptions import BotoCoreError, ClientError
+
     alive: set[str] = set()
-    for region in [r["RegionName"] for r in ec2.describe_regions()["Regions"]]:
-        filters = [{"Name": "instance-id", "Values": ids},
-                   {"Name": "instance-state-name", "Values": sorted(plan.LIVE_STATES)}]
-        reservations = target.client("ec2", region).describe_instances(Filters=filters)["Reservations"]
-        alive.update(i["InstanceId"] for r in reservations for i in r["Instances"])
+    filters = [{"Name": "instance-id", "Values": ids},
+               {"Name": "instance-state-name", "Values": sorted(plan.LIVE_STATES)}]
+    try:
+        for region in [r["RegionName"] for r in target.client("ec2", "us-east-1").describe_regions()["Regions"]]:
+            reservations = target.client("ec2", region).describe_instances(Filters=filters)["Reservations"]
+            alive.update(i["InstanceId"] for r in reservations for i in r["Instances"])
+    except (ClientError, BotoCoreError) as exc:  # an instance may live where we could not look: keep every disk
+        raise DisksUnknown(f"sandbox instance disks were not checked: the emulator did not answer ({exc})") from None
     return [Finding("instance disk", "", i, str(top / i), f"the emulator has no live instance {i} (terminated or "
                     "unknown); its unpacked disk is still on this machine", monthly_usd=0.0,
                     cost="no charge (this machine's disk)") for i in ids if i not in alive]
@@ -150,12 +158,13 @@ def orphan_disks(home: Home, target: Target) -> list[Finding]:
 
 # ---- the command ------------------------------------------------------------------------------------------
 
-def observe(home: Home, target: Target, regions: tuple[str, ...]) -> tuple[list[RegionPlan], list[Finding]]:
+def observe(home: Home, target: Target, regions: tuple[str, ...]) -> tuple[list[RegionPlan], list[Finding], list[str]]:
+    """Each region's plan, the sandbox's local findings, and warnings about what could not be looked at."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from imagefactory.pricing import load_table
 
-    live = running_builds(home) if target.sandbox else frozenset()
+    live = running_builds(home, target.kind)
     ctx = plan.Context(datetime.now(UTC), recorded_amis(home, target), sandbox=target.sandbox,
                        live_build_ids=live, building=bool(live), prices=load_table())
     plans = []
@@ -164,8 +173,15 @@ def observe(home: Home, target: Target, regions: tuple[str, ...]) -> tuple[list[
             plans.append(plan.plan_region(scan_region(target, region), ctx))
         except (ClientError, BotoCoreError) as exc:
             plans.append(RegionPlan(region, error=f"{type(exc).__name__}: {exc}"))
-    local = [*local_leftovers(home), *orphan_disks(home, target)] if target.sandbox else []
-    return plans, local
+    local: list[Finding] = []
+    warnings: list[str] = []
+    if target.sandbox:
+        local += local_leftovers(home)
+        try:
+            local += orphan_disks(home, target)
+        except DisksUnknown as exc:
+            warnings.append(str(exc))
+    return plans, local, warnings
 
 
 def _allowed(item: Finding) -> bool:
@@ -283,9 +299,15 @@ def janitor(home: Home, *, regions: Iterable[str] = (), sandbox: bool = False, d
     and the monthly cost; with `delete`, removed (after `ask`, when given, agrees)."""
     from imagefactory.connect import open_catalog_target
 
-    target = open_catalog_target(home, sandbox, progress)
+    return run(home, open_catalog_target(home, sandbox, progress), regions=regions, delete=delete, ask=ask,
+               progress=progress)
+
+
+def run(home: Home, target: Target, *, regions: Iterable[str] = (), delete: bool = False, ask: Ask | None = None,
+        progress: Progress) -> Result:
+    """`janitor` on an open target."""
     chosen = check_regions(tuple(regions)) if tuple(regions) else default_regions(home, target)
-    plans, local = observe(home, target, chosen)
+    plans, local, warnings = observe(home, target, chosen)
     found = plan.merge(plans, local)
     removed: list[str] | None = None
     failed: list[str] = []
@@ -299,8 +321,8 @@ def janitor(home: Home, *, regions: Iterable[str] = (), sandbox: bool = False, d
     for p in plans:
         if p.error:
             result = result.warning(f"{p.region} could not be read ({p.error}); the other regions were")
-    for line in failed:
-        result = result.warning(f"not removed: {line}")
+    for line in [*warnings, *(f"not removed: {line}" for line in failed)]:
+        result = result.warning(line)
     for p in plans:
         for k in p.kept:
             result = result.skipped(f"{k.kind} {k.id} in {k.region}", k.reason)

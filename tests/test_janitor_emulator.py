@@ -4,12 +4,14 @@ the factory's tag or Packer's naming and that nothing accounts for, and never to
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
 from conftest import run_cli
 
+from imagefactory.cloud.target import Target
 from imagefactory.home import Home
 from imagefactory.sandbox.emulator import ensure_up, sandbox_credentials
 
@@ -170,3 +172,35 @@ def test_janitor_outside_the_sandbox_regions_and_text(home: Home, seeded: dict[s
     assert "costing $" in text.stdout
     bad = run_cli(home, "janitor", "--region", "mars-1")
     assert bad.returncode == 1 and "unknown region 'mars-1'" in bad.stderr
+
+
+@dataclass(frozen=True)
+class OneRegionDown(Target):
+    """The sandbox target, except that one region's endpoint does not answer (a real client, a closed port)."""
+
+    down: str = ""
+
+    def client(self, service: str, region: str) -> Any:
+        if region != self.down:
+            return super().client(service, region)
+        from botocore.config import Config
+
+        return boto3.client(service, region_name=region, endpoint_url="http://127.0.0.1:9",
+                            aws_access_key_id="x", aws_secret_access_key="x",
+                            config=Config(connect_timeout=1, retries={"max_attempts": 1}))
+
+
+def test_a_region_that_fails_is_reported_and_the_others_go_on(home: Home, seeded: dict[str, str]) -> None:
+    from imagefactory.janitor_run import run
+
+    info = ensure_up(home.emulator_dir)
+    target = OneRegionDown("sandbox", "123456789012", info.endpoint, dict(sandbox_credentials()), down="eu-west-1")
+    result = run(home, target, regions=("eu-west-1", REGION), delete=True, progress=lambda line: None)
+    errors = {r["region"]: r["error"] for r in result.data["regions"]}
+    assert errors[REGION] is None and "EndpointConnectionError" in (errors["eu-west-1"] or "")
+    assert seeded["packer_group"] in {f["id"] for f in result.data["findings"]}
+    assert result.data["failed"] == [] and len(result.data["removed"]) == 5  # the local disk is not judged:
+    assert (home.sandbox_dir / "instances" / "i-0123456789abcdef0").is_dir()  # a region did not answer
+    warnings = [m.text for m in result.messages if m.kind == "warning"]
+    assert any(w.startswith("eu-west-1 could not be read") for w in warnings), warnings
+    assert any(w.startswith("sandbox instance disks were not checked") for w in warnings), warnings
