@@ -237,9 +237,14 @@ def remove(home: Home, target: Target, found: list[Finding], progress: Progress)
     if theirs:  # a dead sandbox build's leftovers: removed as `sandbox.down --force` removes them
         items = [leftovers.Leftover({v: k for k, v in LEFTOVER_KINDS.items()}.get(f.kind, f.kind), f.id,
                                     f.build_dir, f.region) for f in theirs]
-        left = {(i.region, i.name) for i in leftovers.remove(home, items, progress)}
-        removed += [f.describe() for f in theirs if (f.region, f.id) not in left]
-        failed += [f"{f.describe()}: see the line above" for f in theirs if (f.region, f.id) in left]
+        try:
+            left = {(i.region, i.name) for i in leftovers.remove(home, items, progress)}
+        except FactoryError as exc:  # a process that survived SIGKILL, a mount that stays: the rest still goes
+            failed.append(f"a dead sandbox build's leftovers: {exc}")
+            progress(f"janitor: could not remove a dead sandbox build's leftovers: {exc}")
+        else:
+            removed += [f.describe() for f in theirs if (f.region, f.id) not in left]
+            failed += [f"{f.describe()}: the emulator refused (see above)" for f in theirs if (f.region, f.id) in left]
     terminating: dict[str, list[str]] = {}
     for item in sorted((f for f in found if not f.build_dir), key=plan.removal_key):
         if not _allowed(item):

@@ -204,3 +204,22 @@ def test_a_region_that_fails_is_reported_and_the_others_go_on(home: Home, seeded
     warnings = [m.text for m in result.messages if m.kind == "warning"]
     assert any(w.startswith("eu-west-1 could not be read") for w in warnings), warnings
     assert any(w.startswith("sandbox instance disks were not checked") for w in warnings), warnings
+
+
+def test_on_aws_what_is_younger_than_an_hour_is_kept(home: Home, seeded: dict[str, str]) -> None:
+    """The AWS code path (AWS_ENDPOINT_URL points it at the emulator): what was made just now may still be a
+    bake's on another machine, so it is kept; the Packer group whose name says 2020 is not."""
+    info = ensure_up(home.emulator_dir)
+    env = {**sandbox_credentials(), "AWS_ENDPOINT_URL": info.endpoint, "AWS_REGION": "us-east-1"}
+    ec2 = _ec2(home)
+    before = _exists(ec2)
+    done = run_cli(home, "janitor", "--region", REGION, "--delete", "--yes", "--json", **env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["target"] == "aws" and [f["id"] for f in data["findings"]] == [seeded["packer_group"]]
+    assert data["findings"][0]["age_seconds"] > 5 * 365 * 24 * 3600 and data["failed"] == []
+    kept = {k["id"]: k["reason"] for k in data["kept"]}
+    young = "younger than 1 h (a bake may still be using it)"
+    assert {kept[seeded[k]] for k in ("build_instance", "orphan_ami", "loose_snap", "packer_key")} == {young}
+    before["groups"].discard(seeded["packer_group"])
+    assert _exists(ec2) == before
