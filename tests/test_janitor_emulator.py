@@ -4,12 +4,16 @@ the factory's tag or Packer's naming and that nothing accounts for, and never to
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
-from conftest import run_cli
+from conftest import cli_env, run_cli
 
 from imagefactory.cloud.target import Target
 from imagefactory.home import Home
@@ -172,6 +176,25 @@ def test_janitor_outside_the_sandbox_regions_and_text(home: Home, seeded: dict[s
     assert "costing $" in text.stdout
     bad = run_cli(home, "janitor", "--region", "mars-1")
     assert bad.returncode == 1 and "unknown region 'mars-1'" in bad.stderr
+
+    ec2 = _ec2(home)
+    before = _exists(ec2)
+    code, err = _on_a_terminal(home, ["janitor", "--region", REGION, "--delete"], answer="n\n")
+    assert code == 1 and "remove these 6 thing(s)?" in err and "error: nothing removed" in err, err
+    assert _exists(ec2) == before and seeded["packer_group"] in before["groups"]
+
+
+def _on_a_terminal(home: Home, args: list[str], answer: str) -> tuple[int, str]:
+    """The CLI with a terminal as its stdin (a pty), given `answer`; its exit code and stderr."""
+    main, tty = pty.openpty()
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", *args]
+    proc = subprocess.Popen(argv, cwd=home.root, env=cli_env(home), stdin=tty, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(tty)
+    os.write(main, answer.encode())
+    _, err = proc.communicate(timeout=120)
+    os.close(main)
+    return proc.returncode, err
 
 
 @dataclass(frozen=True)
