@@ -13,9 +13,10 @@ AMIs, snapshots and volumes tagged managed-by=imagefactory. `plan_region` turns 
                      older than the grace period, with no instance launched from it; its snapshots go with it
     snapshot         tagged managed-by=imagefactory, used by no AMI, older than the grace period
 
-Only what carries the factory's tag or Packer's naming is ever a finding. In the sandbox the emulator is
+Only what carries the factory's tag or Packer's naming is ever a finding, and nothing of a build of this
+home still running on this machine (`Context.live_build_ids`), however old. In the sandbox the emulator is
 this home's own, so the grace period is replaced by what is known exactly: while a sandbox build of this
-home runs nothing of Packer's is touched, and nothing of a running build's id.
+home runs, nothing of Packer's that names no build is touched; everything else is judged at once.
 """
 
 from __future__ import annotations

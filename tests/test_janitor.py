@@ -158,3 +158,11 @@ def test_merge_lists_a_thing_found_twice_once_in_removal_order() -> None:
     group = merged[2]
     assert group.build_dir == "/b/b1" and group.name == "packer_x"
     assert group.evidence == "left by the dead sandbox build b1; Packer's naming, used by no instance"
+
+
+def test_a_build_of_this_home_running_here_is_kept_however_old() -> None:
+    scan = j.RegionScan(R, instances=(_instance("i-long", BUILD, when=NOW - timedelta(hours=30)),),
+                        images=(j.Image("ami-b1", "x", OLD, (), {**MANAGED, "imagefactory:build-id": "b1"}),))
+    plan = j.plan_region(scan, _ctx(live_build_ids=frozenset({"b1"})))
+    assert plan.findings == ()
+    assert _kept(plan) == {"i-long": "its build b1 is running", "ami-b1": "its build b1 is running"}

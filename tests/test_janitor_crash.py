@@ -64,6 +64,7 @@ def test_janitor_after_a_killed_bake_removes_every_leftover(home: Home, make_rep
     assert instance["tags"]["imagefactory:build-id"] == build_dir.name
     assert build_dir.name in instance["evidence"] and instance["monthly_usd"] is not None
     assert kinds["security group"]["name"].startswith("packer_")
+    assert 0 <= kinds["security group"]["age_seconds"] < 600  # the time in Packer's time-ordered name
     assert kinds["key pair"]["id"] == f"{leftovers.BUILD_KEY_PREFIX}{build_dir.name}"
     assert all(f["build_dir"] == str(build_dir) for f in found["findings"]), found["findings"]
 
