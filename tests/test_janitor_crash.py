@@ -54,6 +54,13 @@ def test_janitor_after_a_killed_bake_removes_every_leftover(home: Home, make_rep
     assert ok, f"the sandbox cannot run here: {why}"
     repo = make_repo({"runtime.txt": "python-3.11\n", "requirements.txt": "six\n"}, name="crashy")
     build_dir = _kill_mid_provisioning(home, repo)
+    try:
+        _check_the_janitor_removes_everything(home, build_dir)
+    finally:  # a failing check must not leave the build root's container running on the machine
+        leftovers.remove(home, leftovers.find(home), lambda line: None)
+
+
+def _check_the_janitor_removes_everything(home: Home, build_dir: Path) -> None:
     assert naming(build_dir), "the killed bake's Packer should outlive it (orphaned, as after a crash)"
 
     found = _janitor(home)
