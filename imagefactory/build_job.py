@@ -34,7 +34,15 @@ from imagefactory.provision import (
     stage_provision_dir,
 )
 from imagefactory.recipe import Recipe, RepoTree
-from imagefactory.render import Features, SshEndpoint, make_build_dir, packer_vars, template_files, write_build_dir
+from imagefactory.render import (
+    Features,
+    SshEndpoint,
+    deprecation_time,
+    make_build_dir,
+    packer_vars,
+    template_files,
+    write_build_dir,
+)
 from imagefactory.repo import Checkout
 from imagefactory.smoke import smoke_packages
 
@@ -83,7 +91,8 @@ class Job:
         steps = provisioners(self.home.packer_dir) if self.provision else Provisioners()
         return packer_vars(self.recipe, build_id=self.build_id, target=self.target.kind,
                            factory_version=__version__, endpoint=self.target.endpoint, ssh=ssh,
-                           provisioners=steps, ssh_sources=(self.ssh_source,))
+                           provisioners=steps, ssh_sources=(self.ssh_source,),
+                           deprecate_at=deprecation_time(self.recipe, datetime.now(UTC)))
 
     def check_values(self) -> dict[str, Any]:
         """Refuse an unsafe value (RenderError) before anything is started; returns the checked values."""

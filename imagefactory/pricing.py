@@ -81,6 +81,10 @@ def snapshot_month(table: dict[str, Any], region: str, gib: float) -> float | No
     return round(float(rate) * gib, 2) if rate is not None else None
 
 
+def storage_source(table: dict[str, Any]) -> str:
+    return f"bundled table (EBS prices compiled {table.get('ebs_compiled', table.get('compiled', '?'))})"
+
+
 def parse_products(price_list: list[str]) -> float | None:
     """The USD on-demand hourly price out of a GetProducts answer (JSON strings), or None."""
     for item in price_list:

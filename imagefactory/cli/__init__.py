@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from imagefactory.cli import bake, catalog, classes, home, instances, janitor, recipe, sandbox, schedule
+from imagefactory.cli import bake, catalog, classes, home, instances, janitor, lifecycle, recipe, sandbox, schedule
 
 
 def _named(collection: Collection) -> Collection:
@@ -28,6 +28,7 @@ ns = _named(Collection(
     janitor.janitor,
     Collection("class", classes.new, classes.class_status, classes.end),
     Collection("schedule", schedule.github, schedule.cron),
+    lifecycle.prune, lifecycle.costs,
 ))
 
 __all__ = ["ns"]

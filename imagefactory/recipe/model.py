@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from imagefactory.documents import clip, line_of
@@ -95,6 +95,16 @@ class Jupyter:
 
 
 @dataclass(frozen=True)
+class Lifecycle:
+    """How long `invoke prune` keeps the image's builds: the `keep` newest always; older ones deprecated after
+    `deprecate_after_days` and deregistered (snapshots deleted) after `delete_after_days`."""
+
+    keep: int = 3
+    deprecate_after_days: int = 60
+    delete_after_days: int = 120
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     source: Source
@@ -102,6 +112,7 @@ class Recipe:
     image: ImageSpec = field(default_factory=ImageSpec)
     jupyter: Jupyter = field(default_factory=Jupyter)
     tags: dict[str, str] = field(default_factory=dict)
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     def to_dict(self) -> dict[str, Any]:
         env = self.environment
@@ -133,6 +144,7 @@ class Recipe:
             },
             "jupyter": {"port": self.jupyter.port, "extensions": list(self.jupyter.extensions)},
             "tags": dict(self.tags),
+            **({"lifecycle": asdict(self.lifecycle)} if self.lifecycle != Lifecycle() else {}),  # absent: defaults
         }
 
     def digest(self) -> str:
@@ -140,6 +152,7 @@ class Recipe:
         each build (recorded beside the digest), so a new commit alone does not change the recipe."""
         data = self.to_dict()
         data["source"] = {k: v for k, v in data["source"].items() if k != "commit"}
+        data.pop("lifecycle", None)  # how long builds are kept is not what the image holds
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()
 
@@ -166,7 +179,9 @@ class Recipe:
             raise RecipeError(f"{origin}{f':{line}' if line else ''}: field 'name' {clip(data['name'])} is not a "
                               f"valid image name: {name_problem(data['name'])}", NAME_RULE)
         check(data, "recipe", origin, RecipeError)
-        return _build(data)
+        recipe = _build(data)
+        _check_lifecycle(recipe.lifecycle, data, origin)
+        return recipe
 
 
 def _patterns() -> dict[str, re.Pattern[str]]:
@@ -209,7 +224,22 @@ def _build(top: dict[str, Any]) -> Recipe:
         ),
         jupyter=Jupyter(port=int(jup.get("port") or Jupyter.port), extensions=_strs(jup.get("extensions"))),
         tags={str(k): str(v) for k, v in (top.get("tags") or {}).items()},
+        lifecycle=_lifecycle(top.get("lifecycle") or {}),
     )
+
+
+def _lifecycle(value: dict[str, Any]) -> Lifecycle:
+    return Lifecycle(**{k: int(v) for k, v in value.items() if v is not None})
+
+
+def _check_lifecycle(rules: Lifecycle, data: dict[str, Any], origin: str) -> None:
+    """The rule the schema cannot state: nothing is deregistered before it is deprecated."""
+    if rules.delete_after_days < rules.deprecate_after_days:
+        line = line_of(data.get("lifecycle"), "delete_after_days") if isinstance(data.get("lifecycle"), dict) else None
+        raise RecipeError(f"{origin}{f':{line}' if line else ''}: field 'lifecycle.delete_after_days' is "
+                          f"{rules.delete_after_days}, before lifecycle.deprecate_after_days "
+                          f"({rules.deprecate_after_days})",
+                          "give delete_after_days at least deprecate_after_days (defaults: 60 and 120)")
 
 
 def _opt(value: Any) -> str | None:

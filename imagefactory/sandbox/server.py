@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from imagefactory.files import atomic_write
-from imagefactory.sandbox import policy
+from imagefactory.sandbox import image_lifecycle, policy
 from imagefactory.sandbox.emulator import (
     HEALTH_PATH,
     SANDBOX_ACCOUNT_ID,
@@ -52,7 +52,7 @@ MUTATING_ACTIONS = frozenset(
         "UnlabelParameterVersion", "AddTagsToResource", "RemoveTagsFromResource",
         "CreateGrant", "RevokeGrant", "RetireGrant", "PutKeyPolicy",
     }
-)  # fmt: skip
+) | image_lifecycle.ACTIONS  # fmt: skip
 _FORM = "application/x-www-form-urlencoded"
 RESET_PATH = "/moto-api/reset"
 
@@ -173,6 +173,7 @@ def build_app(state_dir: Path) -> tuple[SandboxApp, StateStore]:
     """Seed, restore, and wrap moto's dispatcher; the returned store is already loaded."""
     _configure_moto()
     policy.install()
+    image_lifecycle.install()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     started = time.monotonic()
