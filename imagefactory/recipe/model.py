@@ -95,6 +95,21 @@ class Jupyter:
 
 
 @dataclass(frozen=True)
+class Rebuild:
+    """When a build is stale by age (`max_age_days`), and how many incremental builds may follow each
+    other before a full one (`max_chain`)."""
+
+    max_age_days: int = 30
+    max_chain: int = 5
+
+    def to_dict(self) -> dict[str, int]:
+        """Only what differs from the defaults: a recipe that leaves `rebuild` out keeps its digest."""
+        default = Rebuild()
+        return {k: v for k, v in (("max_age_days", self.max_age_days), ("max_chain", self.max_chain))
+                if v != getattr(default, k)}
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     source: Source
@@ -102,6 +117,7 @@ class Recipe:
     image: ImageSpec = field(default_factory=ImageSpec)
     jupyter: Jupyter = field(default_factory=Jupyter)
     tags: dict[str, str] = field(default_factory=dict)
+    rebuild: Rebuild = field(default_factory=Rebuild)
 
     def to_dict(self) -> dict[str, Any]:
         env = self.environment
@@ -133,6 +149,7 @@ class Recipe:
             },
             "jupyter": {"port": self.jupyter.port, "extensions": list(self.jupyter.extensions)},
             "tags": dict(self.tags),
+            **({"rebuild": self.rebuild.to_dict()} if self.rebuild.to_dict() else {}),  # absent: digests unchanged
         }
 
     def digest(self) -> str:
@@ -209,7 +226,14 @@ def _build(top: dict[str, Any]) -> Recipe:
         ),
         jupyter=Jupyter(port=int(jup.get("port") or Jupyter.port), extensions=_strs(jup.get("extensions"))),
         tags={str(k): str(v) for k, v in (top.get("tags") or {}).items()},
+        rebuild=_rebuild(top.get("rebuild") or {}),
     )
+
+
+def _rebuild(data: dict[str, Any]) -> Rebuild:
+    age, chain = data.get("max_age_days"), data.get("max_chain")
+    return Rebuild(max_age_days=Rebuild.max_age_days if age is None else int(age),
+                   max_chain=Rebuild.max_chain if chain is None else int(chain))
 
 
 def _opt(value: Any) -> str | None:
