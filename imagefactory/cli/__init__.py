@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from imagefactory.cli import bake, catalog, classes, home, instances, recipe, sandbox
+from imagefactory.cli import bake, catalog, classes, home, instances, rebuild, recipe, sandbox
 
 
 def _named(collection: Collection) -> Collection:
@@ -19,7 +19,7 @@ def _named(collection: Collection) -> Collection:
 
 
 ns = _named(Collection(
-    bake.bake, home.init,
+    bake.bake, home.init, rebuild.stale, rebuild.rebuild,
     instances.launch, instances.connect, instances.instances, instances.stop, instances.start, instances.terminate,
     Collection("recipe", recipe.derive, recipe.check),
     Collection("catalog", catalog.listing, catalog.show),
