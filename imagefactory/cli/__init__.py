@@ -23,7 +23,7 @@ ns = _named(Collection(
     instances.launch, instances.connect, instances.instances, instances.stop, instances.start, instances.terminate,
     Collection("recipe", recipe.derive, recipe.check),
     Collection("catalog", catalog.listing, catalog.show),
-    Collection("sandbox", sandbox.up, sandbox.status, sandbox.down),
+    Collection("sandbox", sandbox.up, sandbox.status, sandbox.down, sandbox.publish_base),
     classes.share, classes.unshare, classes.handout,
     Collection("class", classes.new, classes.class_status, classes.end),
 ))
