@@ -57,7 +57,8 @@ def effective_recipe(recipe: Recipe, build: Build, target_kind: str) -> Recipe:
 
 def gather(home: Home, target: Target, subjects: list[Subject], *, deadline_s: float = 30.0) -> dict[str, Facts]:
     """The facts of every subject, observed concurrently; whatever misses the deadline is unknown."""
-    clients = {r: target.client("ec2", r) for s in subjects for r in s.latest.amis}  # made here: not thread-safe
+    regions = sorted({r for s in subjects for r in s.latest.amis})
+    clients = {r: target.client("ec2", r) for r in regions}  # made here, once per region: not thread-safe
     jobs: dict[tuple[Any, ...], Callable[[], Any]] = {("contract",): lambda: contract.digest(home.packer_dir)}
     for s in subjects:
         url, ref = s.entry.repo, s.latest.ref

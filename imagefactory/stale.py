@@ -14,6 +14,7 @@ from typing import Any
 
 from imagefactory import catalog
 from imagefactory.cloud.target import SANDBOX_NOTICE, Target, choose_target, open_target
+from imagefactory.documents import HOME_LIMITS, load_yaml
 from imagefactory.errors import FactoryError
 from imagefactory.home import Home
 from imagefactory.observations import Subject, effective_recipe, gather
@@ -84,6 +85,10 @@ def _recipe(home: Home, recorded: str) -> tuple[Recipe | None, str | None]:
     if not path.is_file():
         return None, f"the recipe {path} is gone"
     try:
-        return load_recipe(path), None
+        try:  # the fast loader first; a recipe that fails is read again for the line of its error
+            text = path.read_text(encoding="utf-8")
+            return Recipe.from_dict(load_yaml(text, str(path), limits=HOME_LIMITS, lines=False), str(path)), None
+        except (FactoryError, OSError, UnicodeDecodeError):
+            return load_recipe(path), None
     except FactoryError as exc:
         return None, " ".join(exc.message.split())[:300]
