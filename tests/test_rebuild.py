@@ -18,9 +18,36 @@ from conftest import cli_env, git, interrupt_at, new_home, run_cli, stop_emulato
 
 from imagefactory import catalog
 from imagefactory.classes import roster as rosters
+from imagefactory.errors import SandboxError
 from imagefactory.home import Home
+from imagefactory.rebuild import plan
 from imagefactory.sandbox.emulator import publish_base
 from imagefactory.sandbox.org import CLASS_KEY_ALIAS, STUDENTS
+from imagefactory.staleness import Reason, Unknown, Verdict
+
+
+def test_the_plan_says_full_or_incremental_and_why() -> None:
+    build = catalog.Build(id="b1", created="2026-11-30T06:00:00Z", status="available", target="sandbox", account="1",
+                          commit="c1", ref="main", recipe_digest="sha256:r", amis={"us-west-2": "ami-1"},
+                          provisioned=False, python="3.8", python_override=True,
+                          shares=({"class": "hydro-101", "region": "us-west-2"},))
+    entries = {n: catalog.ImageEntry(n, f"repos/{n}", f"recipes/{n}.yaml", "sha256:r", "b1", (build,))
+               for n in ("moved", "fresh", "unsure")}
+    moved = Reason("commit", "c1", "c2", "commit moved: main at c1 -> c2")
+    verdicts = (Verdict("moved", "b1", (moved,)), Verdict("fresh", "b1"),
+                Verdict("unsure", "b1", (), (Unknown("commit", "no answer within 30 s"),)))
+    stale_only = plan(verdicts, entries, home_root=Path("/h"), target="sandbox", named=False, full=False)
+    assert [(p.name, p.mode, p.options.parent) for p in stale_only] == [("moved", "incremental", "b1")]
+    opts = stale_only[0].options
+    assert (opts.repo, opts.ref, opts.name, opts.sandbox, opts.api_only, opts.python) == (
+        "/h/repos/moved", "main", "moved", True, True, "3.8")
+    assert stale_only[0].classes == ("hydro-101",)
+    named = {p.name: p for p in plan(verdicts, entries, home_root=Path("/h"), target="sandbox", named=True,
+                                     full=False)}
+    assert (named["fresh"].mode, named["fresh"].why) == ("full", "named (it is fresh)")
+    assert named["unsure"].mode == "full" and "no answer within 30 s" in named["unsure"].why
+    [forced] = plan(verdicts[:1], entries, home_root=Path("/h"), target="sandbox", named=False, full=True)
+    assert (forced.mode, forced.options.parent) == ("full", None) and forced.why.startswith("--full given")
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +147,8 @@ def test_a_newer_canonical_image_is_a_base_image_reason(place: tuple[Home, Path]
     assert reason["new"] in made["us-west-2"] and "us-west-2" in reason["detail"]
     run_cli(h, "sandbox.down", check=True)  # the published image outlives a restart
     assert verdict(h, "based")["reasons"] == [reason]
+    with pytest.raises(SandboxError, match=r"no Ubuntu 22\.10 in the sandbox"):
+        publish_base(h.emulator_dir, "22.10", "20991231")
 
 
 def test_an_unreachable_repository_is_unknown_never_fresh(place: tuple[Home, Path]) -> None:
