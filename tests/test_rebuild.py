@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -59,13 +60,13 @@ def place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, Path
     stop_emulator(h)
 
 
-def baked(place: tuple[Home, Path], name: str) -> tuple[Home, Path]:
+def baked(place: tuple[Home, Path], name: str, requirements: str = "six==1.16.0\n") -> tuple[Home, Path]:
     """A new git repo `name`, baked API-only in the sandbox (one region, to keep it quick)."""
     h, repos = place
     repo = repos / name
     repo.mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
-    write_files(repo, {"requirements.txt": "six==1.16.0\n", "a.py": "print(1)\n"})
+    write_files(repo, {"requirements.txt": requirements, "a.py": "print(1)\n"})
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "initial")
     run_cli(h, "bake", "--api-only", "--no-resolve", "--repo", repo.as_uri(), "--regions", "us-west-2", check=True)
@@ -158,6 +159,26 @@ def test_an_unreachable_repository_is_unknown_never_fresh(place: tuple[Home, Pat
     assert v["status"] == "unknown" and v["reasons"] == [] and not v["incremental"]
     assert [u["kind"] for u in v["unknown"]] == ["commit"]
     assert "gone" in v["unknown"][0]["detail"]
+
+
+@pytest.mark.network
+def test_unpinned_requirements_that_resolve_to_other_versions_are_listed(place: tuple[Home, Path]) -> None:
+    h, _repo = baked(place, "unpinned", requirements="six\n")
+    installed = {"packages": [{"name": "six", "version": "1.15.0"}, {"name": "ipykernel", "version": "6.0.0"}]}
+
+    def provisioned(c: catalog.Catalog) -> catalog.Catalog:  # as a provisioned build records it
+        entry = c.image("unpinned")
+        build = replace(entry.builds[-1], provisioned=True, image_manifest=installed)
+        return catalog.record(c, name=entry.name, repo=entry.repo, recipe=entry.recipe,
+                              recipe_digest=entry.recipe_digest, build=build)
+
+    catalog.update(h.catalog_path("sandbox"), provisioned)
+    v = verdict(h, "unpinned")
+    assert v["status"] == "stale" and not v["incremental"]
+    [reason] = v["reasons"]
+    assert (reason["kind"], reason["old"]) == ("packages", "six==1.15.0")
+    assert reason["new"].startswith("six==") and reason["new"] != "six==1.15.0"
+    assert "six would resolve to" in reason["detail"]
 
 
 def test_one_failure_does_not_stop_the_others_and_the_class_gets_the_new_build(place: tuple[Home, Path]) -> None:
