@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -230,9 +231,15 @@ def _stop(running: dict[str, Any], signum: int, messages: Any, done: dict[str, O
     for proc in running.values():
         if proc.is_alive():
             os.kill(proc.pid, signum)
+    deadline = time.monotonic() + STOP_WAIT_S
     while running:
         try:
             _drain(messages, running, done, planned, progress, timeout=0.2)
+            if time.monotonic() > deadline:
+                for name, proc in running.items():
+                    progress(f"[{name}] did not stop within {STOP_WAIT_S:.0f} s; killed (see its build folder)")
+                    proc.kill()
+                deadline = float("inf")
         except KeyboardInterrupt:
             progress(f"still stopping {', '.join(running)}: each bake cleans up and records its build")
 
