@@ -224,7 +224,7 @@ def remote_commit(url: str, ref: str, *, timeout: float) -> str:
     fails (repository gone, no network), subprocess.TimeoutExpired after `timeout` seconds."""
     if COMMIT_RE.fullmatch(ref):
         return ref
-    done = run(["git", "ls-remote", "--", url, f"refs/heads/{ref}", f"refs/tags/{ref}"],
+    done = run(["git", "ls-remote", "--", url, f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"],
                env={**os.environ, **GIT_ENV}, timeout=timeout)
     found = dict(reversed(line.split("\t", 1)) for line in done.stdout.splitlines() if "\t" in line)
     for name in (f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", f"refs/tags/{ref}"):  # a tag's commit, peeled
