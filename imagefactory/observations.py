@@ -25,6 +25,7 @@ from imagefactory.home import Home
 from imagefactory.recipe import PythonSpec, Recipe, RepoTree
 from imagefactory.recipe.python import redefault
 from imagefactory.repo import URL_RE, cached_checkout, dir_digest, remote_commit
+from imagefactory.repo import resolve as resolve_repo
 from imagefactory.staleness import Facts, Seen
 
 GIT_TIMEOUT_S = 10.0
@@ -145,17 +146,20 @@ def _newest_base(ec2: Any, base: Any) -> str:
 
 
 def _packages(home: Home, s: Subject) -> tuple[str, ...]:
-    """The pins the recipe's pip requirements (at the build's commit) resolve to now, with uv."""
+    """The pins the recipe's pip requirements (at the build's commit) resolve to now, with uv. A fresh
+    clone cache (a CI runner) fetches that one commit, shallow."""
     from imagefactory.package_index import for_home
     from imagefactory.recipe.resolve import resolve
 
     assert s.recipe is not None
     url = s.entry.repo
-    tree = cached_checkout(home.cache_dir, url, s.latest.commit) if URL_RE.fullmatch(url) else (
-        Path(url) if Path(url).is_absolute() else home.root / url)
-    if tree is None or not tree.is_dir():
-        raise FactoryError(f"commit {s.latest.commit[:12]} of {url} is not in the clone cache",
-                           f"run 'invoke recipe.check {s.entry.name} --resolve' to fetch it")
+    if URL_RE.fullmatch(url):  # the checkout a bake left in the clone cache, else that one commit, fetched
+        tree = cached_checkout(home.cache_dir, url, s.latest.commit) or resolve_repo(
+            url, ref=s.latest.commit, cache_dir=home.cache_dir, catalog_repos={}, progress=lambda _l: None).path
+    else:
+        tree = Path(url) if Path(url).is_absolute() else home.root / url
+    if not tree.is_dir():
+        raise FactoryError(f"the folder {tree} is gone", "bake the image from where its repository is now")
     result = resolve(s.recipe, RepoTree.scan(tree), index=for_home(home), timeout=RESOLVE_TIMEOUT_S)
     if not result.ok:
         raise FactoryError(f"the requirements do not resolve now: {result.message}",

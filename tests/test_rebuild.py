@@ -173,6 +173,7 @@ def test_unpinned_requirements_that_resolve_to_other_versions_are_listed(place: 
                               recipe_digest=entry.recipe_digest, build=build)
 
     catalog.update(h.catalog_path("sandbox"), provisioned)
+    shutil.rmtree(h.cache_dir / "git")  # as on a fresh CI runner: the build's commit is fetched again
     v = verdict(h, "unpinned")
     assert v["status"] == "stale" and not v["incremental"]
     [reason] = v["reasons"]
