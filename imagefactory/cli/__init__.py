@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from imagefactory.cli import bake, catalog, classes, home, instances, rebuild, recipe, sandbox
+from imagefactory.cli import bake, catalog, classes, home, instances, rebuild, recipe, sandbox, schedule
 
 
 def _named(collection: Collection) -> Collection:
@@ -26,6 +26,7 @@ ns = _named(Collection(
     Collection("sandbox", sandbox.up, sandbox.status, sandbox.down, sandbox.publish_base),
     classes.share, classes.unshare, classes.handout,
     Collection("class", classes.new, classes.class_status, classes.end),
+    Collection("schedule", schedule.github, schedule.cron),
 ))
 
 __all__ = ["ns"]
