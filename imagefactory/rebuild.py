@@ -18,7 +18,7 @@ import queue
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,8 @@ class RebuildReport:
             if o.share_errors:
                 detail += f" (share failed: {'; '.join(o.share_errors)})"
             lines.append(f"{o.name:<{width}}  {o.mode:<11}  {o.status:<11}  {detail}")
-        lines.append(f"{len(self.outcomes) - len(self.failed)} of {len(self.outcomes)} rebuilt")
+        lines.append(f"{len(self.outcomes) - len(self.failed)} of {len(self.outcomes)} rebuilt"
+                     + (f"; not rebuilt: {'; '.join(self.notes)}" if self.notes else ""))
         return "\n".join(lines)
 
 
@@ -152,8 +153,21 @@ def rebuild(home: Home, names: tuple[str, ...], *, stale_only: bool, full: bool,
     if dry_run or not planned:
         return RebuildReport(planned, dry_run=dry_run, notes=notes)
     outcomes = run_bakes(home, planned, max_parallel=max_parallel, progress=progress)
+    outcomes = _recorded(catalog.load(home.catalog_path(target.kind)).images, entries, outcomes)
     outcomes = [_reshare(home, p, o, target.sandbox, progress) for p, o in zip(planned, outcomes, strict=True)]
     return RebuildReport(planned, tuple(outcomes), notes=notes)
+
+
+def _recorded(after: dict[str, ImageEntry], before: dict[str, ImageEntry], outcomes: list[Outcome]) -> list[Outcome]:
+    """Each failed or interrupted outcome with the id of the build its bake recorded (if it got that far)."""
+    found = []
+    for o in outcomes:
+        if o.build_id is None and o.name in after:
+            known = {b.id for b in before[o.name].builds} if o.name in before else set()
+            new = [b.id for b in after[o.name].builds if b.id not in known]
+            o = replace(o, build_id=new[-1]) if new else o
+        found.append(o)
+    return found
 
 
 def _reshare(home: Home, p: Planned, o: Outcome, sandbox: bool, progress: Progress) -> Outcome:

@@ -198,6 +198,7 @@ def test_one_failure_does_not_stop_the_others_and_the_class_gets_the_new_build(p
     assert done.stderr.strip().splitlines()[-1].startswith("error: rebuild failed for broken")
     results = {r["name"]: r for r in json.loads(done.stdout)["results"]}
     assert results["broken"]["status"] == "failed" and results["broken"]["error"]
+    assert results["broken"]["build_id"] is None  # it failed fetching the repository: before any build record
     assert results["shared"]["status"] == "available" and results["shared"]["shared"] == ["rebuild-101"]
     cat = catalog.load(h.catalog_path("sandbox")).image("shared")
     new = cat.latest_build()
