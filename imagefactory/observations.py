@@ -31,6 +31,7 @@ from imagefactory.staleness import Facts, Seen
 GIT_TIMEOUT_S = 10.0
 CLOUD_TIMEOUT_S = 15.0
 RESOLVE_TIMEOUT_S = 60.0
+PACKAGES_DEADLINE_S = 120.0  # a package check may first fetch the build's commit, then resolve with uv
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def gather(home: Home, target: Target, subjects: list[Subject], *, deadline_s: f
                     jobs[("base", region, base.key)] = lambda c=clients[region], b=base: _newest_base(c, b)
             if _resolves(s):
                 jobs[("packages", s.entry.name)] = lambda s=s: _packages(home, s)
-    found = _run(jobs, deadline_s)
+    found = _run(jobs, lambda key: PACKAGES_DEADLINE_S if key[0] == "packages" else deadline_s)
     contract_now = found[("contract",)]
     return {s.entry.name: _facts(s, found, contract_now) for s in subjects}
 
@@ -100,19 +101,21 @@ def _resolves(s: Subject) -> bool:
     return s.latest.provisioned and env is not None and bool(env.pip or env.conda)
 
 
-def _run(jobs: dict[tuple[Any, ...], Callable[[], Any]], deadline_s: float) -> dict[tuple[Any, ...], Seen[Any]]:
+def _run(jobs: dict[tuple[Any, ...], Callable[[], Any]],
+         deadline_of: Callable[[tuple[Any, ...]], float]) -> dict[tuple[Any, ...], Seen[Any]]:
     found: dict[tuple[Any, ...], Seen[Any]] = {}
     pool = cf.ThreadPoolExecutor(max_workers=min(32, len(jobs)), thread_name_prefix="observe")
     try:
         futures = {pool.submit(job): key for key, job in jobs.items()}
-        end = time.monotonic() + deadline_s
+        started = time.monotonic()
         for future, key in futures.items():
+            limit = deadline_of(key)
             try:
-                found[key] = Seen(future.result(timeout=max(0.0, end - time.monotonic())))
+                found[key] = Seen(future.result(timeout=max(0.0, started + limit - time.monotonic())))
             except cf.TimeoutError:
-                found[key] = Seen(error=f"no answer within {deadline_s:.0f} s")
+                found[key] = Seen(error=f"no answer within {limit:g} s")
             except subprocess.TimeoutExpired as exc:
-                found[key] = Seen(error=f"{exc.cmd[0]} gave no answer within {exc.timeout:.0f} s")
+                found[key] = Seen(error=f"{exc.cmd[0]} gave no answer within {exc.timeout:g} s")
             except FactoryError as exc:
                 found[key] = Seen(error=" ".join(exc.message.split())[:300])
             except Exception as exc:  # a cloud or network error: the observation is unknown, never fresh
