@@ -72,7 +72,7 @@ def gather(home: Home, target: Target, subjects: list[Subject], *, deadline_s: f
                     jobs[("base", region, base.key)] = lambda c=clients[region], b=base: _newest_base(c, b)
             if _resolves(s):
                 jobs[("packages", s.entry.name)] = lambda s=s: _packages(home, s)
-    found = _run(jobs, lambda key: PACKAGES_DEADLINE_S if key[0] == "packages" else deadline_s)
+    found = run_bounded(jobs, lambda key: PACKAGES_DEADLINE_S if key[0] == "packages" else deadline_s)
     contract_now = found[("contract",)]
     return {s.entry.name: _facts(s, found, contract_now) for s in subjects}
 
@@ -101,8 +101,9 @@ def _resolves(s: Subject) -> bool:
     return s.latest.provisioned and env is not None and bool(env.pip or env.conda)
 
 
-def _run(jobs: dict[tuple[Any, ...], Callable[[], Any]],
-         deadline_of: Callable[[tuple[Any, ...]], float]) -> dict[tuple[Any, ...], Seen[Any]]:
+def run_bounded(jobs: dict[tuple[Any, ...], Callable[[], Any]],
+                deadline_of: Callable[[tuple[Any, ...]], float]) -> dict[tuple[Any, ...], Seen[Any]]:
+    """Run every job at once; each one's value, or its error, or that it gave no answer by its deadline."""
     found: dict[tuple[Any, ...], Seen[Any]] = {}
     pool = cf.ThreadPoolExecutor(max_workers=min(32, len(jobs)), thread_name_prefix="observe")
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from imagefactory.observations import _run
+from imagefactory.observations import run_bounded
 from imagefactory.proc import run
 
 
@@ -16,7 +16,7 @@ def test_each_observation_is_bounded_and_a_failure_is_an_error_not_a_value() -> 
         ("fails",): lambda: run(["git", "ls-remote", "--", "file:///nonexistent/repo"], timeout=10),
     }
     started = time.monotonic()
-    found = _run(jobs, lambda key: 0.5)
+    found = run_bounded(jobs, lambda key: 0.5)
     assert time.monotonic() - started < 2.5
     assert found[("fast",)].value == "abc" and found[("fast",)].error is None
     assert (found[("slow",)].value, found[("slow",)].error) == (None, "no answer within 0.5 s")
