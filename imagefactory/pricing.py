@@ -75,6 +75,12 @@ def disk_month(table: dict[str, Any], region: str, gib: int) -> float | None:
     return round(float(rate) * gib, 2) if rate is not None else None
 
 
+def snapshot_month(table: dict[str, Any], region: str, gib: float) -> float | None:
+    """The monthly cost of `gib` GiB of EBS snapshots (standard tier), or None when the table has no rate."""
+    rate = table.get("ebs_snapshot_gb_month", {}).get(region)
+    return round(float(rate) * gib, 2) if rate is not None else None
+
+
 def parse_products(price_list: list[str]) -> float | None:
     """The USD on-demand hourly price out of a GetProducts answer (JSON strings), or None."""
     for item in price_list:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from imagefactory.cli import bake, catalog, classes, home, instances, rebuild, recipe, sandbox, schedule
+from imagefactory.cli import bake, catalog, classes, home, instances, janitor, rebuild, recipe, sandbox, schedule
 
 
 def _named(collection: Collection) -> Collection:
@@ -25,6 +25,7 @@ ns = _named(Collection(
     Collection("catalog", catalog.listing, catalog.show),
     Collection("sandbox", sandbox.up, sandbox.status, sandbox.down, sandbox.publish_base),
     classes.share, classes.unshare, classes.handout,
+    janitor.janitor,
     Collection("class", classes.new, classes.class_status, classes.end),
     Collection("schedule", schedule.github, schedule.cron),
 ))
