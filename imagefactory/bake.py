@@ -44,6 +44,7 @@ class BakeOptions:
     resolve: bool = True
     api_only: bool = False
     extra_ca: str | None = None
+    parent: str | None = None  # build id to start from (incremental); None: a full bake
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from imagefactory import __version__, catalog
+from imagefactory import __version__, catalog, contract
 from imagefactory import packer as packer_mod
 from imagefactory.bake_failure import emulator_watch, finish_failed
 from imagefactory.base_images import BASES
@@ -153,7 +153,8 @@ class Job:
                      target=self.target.kind, account=self.target.account, commit=self.found.commit,
                      ref=self.found.ref, recipe_digest=self.recipe.digest(), python=env.python.version,
                      python_override=env.python.source == "override", packer_version=self.packer.caps.text,
-                     factory_version=__version__, build_dir=str(self.build_dir), provisioned=self.provision)
+                     factory_version=__version__, build_dir=str(self.build_dir), provisioned=self.provision,
+                     contract_digest=contract.digest(self.home.packer_dir))
 
     def entry(self) -> dict[str, str]:
         """The image's catalog fields, recorded with every build (available or failed)."""

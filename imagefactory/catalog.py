@@ -52,6 +52,7 @@ class Build:
     provisioned: bool = True
     packer_version: str | None = None
     factory_version: str | None = None
+    contract_digest: str | None = None  # imagefactory.contract.digest of the packer/ folder the build used
     build_dir: str | None = None
     error: str | None = None
     image_manifest: dict[str, Any] | None = None

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from imagefactory.cli import bake, catalog, classes, home, instances, janitor, lifecycle, recipe, sandbox, schedule
+from imagefactory.cli import (
+    bake,
+    catalog,
+    classes,
+    home,
+    instances,
+    janitor,
+    lifecycle,
+    rebuild,
+    recipe,
+    sandbox,
+    schedule,
+)
 
 
 def _named(collection: Collection) -> Collection:
@@ -19,11 +31,11 @@ def _named(collection: Collection) -> Collection:
 
 
 ns = _named(Collection(
-    bake.bake, home.init,
+    bake.bake, home.init, rebuild.stale, rebuild.rebuild,
     instances.launch, instances.connect, instances.instances, instances.stop, instances.start, instances.terminate,
     Collection("recipe", recipe.derive, recipe.check),
     Collection("catalog", catalog.listing, catalog.show),
-    Collection("sandbox", sandbox.up, sandbox.status, sandbox.down),
+    Collection("sandbox", sandbox.up, sandbox.status, sandbox.down, sandbox.publish_base),
     classes.share, classes.unshare, classes.handout,
     janitor.janitor,
     Collection("class", classes.new, classes.class_status, classes.end),

@@ -105,6 +105,21 @@ class Lifecycle:
 
 
 @dataclass(frozen=True)
+class Rebuild:
+    """When a build is stale by age (`max_age_days`), and how many incremental builds may follow each
+    other before a full one (`max_chain`)."""
+
+    max_age_days: int = 30
+    max_chain: int = 5
+
+    def to_dict(self) -> dict[str, int]:
+        """Only what differs from the defaults (a recipe that leaves `rebuild` out writes none)."""
+        default = Rebuild()
+        return {k: v for k, v in (("max_age_days", self.max_age_days), ("max_chain", self.max_chain))
+                if v != getattr(default, k)}
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     source: Source
@@ -113,6 +128,7 @@ class Recipe:
     jupyter: Jupyter = field(default_factory=Jupyter)
     tags: dict[str, str] = field(default_factory=dict)
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    rebuild: Rebuild = field(default_factory=Rebuild)
 
     def to_dict(self) -> dict[str, Any]:
         env = self.environment
@@ -145,6 +161,7 @@ class Recipe:
             "jupyter": {"port": self.jupyter.port, "extensions": list(self.jupyter.extensions)},
             "tags": dict(self.tags),
             **({"lifecycle": asdict(self.lifecycle)} if self.lifecycle != Lifecycle() else {}),  # absent: defaults
+            **({"rebuild": self.rebuild.to_dict()} if self.rebuild.to_dict() else {}),  # absent: digests unchanged
         }
 
     def digest(self) -> str:
@@ -152,7 +169,8 @@ class Recipe:
         each build (recorded beside the digest), so a new commit alone does not change the recipe."""
         data = self.to_dict()
         data["source"] = {k: v for k, v in data["source"].items() if k != "commit"}
-        data.pop("lifecycle", None)  # how long builds are kept is not what the image holds
+        data.pop("lifecycle", None)  # how long builds are kept, and when they are rebuilt,
+        data.pop("rebuild", None)  # are not what the image holds
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()
 
@@ -225,6 +243,7 @@ def _build(top: dict[str, Any]) -> Recipe:
         jupyter=Jupyter(port=int(jup.get("port") or Jupyter.port), extensions=_strs(jup.get("extensions"))),
         tags={str(k): str(v) for k, v in (top.get("tags") or {}).items()},
         lifecycle=_lifecycle(top.get("lifecycle") or {}),
+        rebuild=_rebuild(top.get("rebuild") or {}),
     )
 
 
@@ -240,6 +259,12 @@ def _check_lifecycle(rules: Lifecycle, data: dict[str, Any], origin: str) -> Non
                           f"{rules.delete_after_days}, before lifecycle.deprecate_after_days "
                           f"({rules.deprecate_after_days})",
                           "give delete_after_days at least deprecate_after_days (defaults: 60 and 120)")
+
+
+def _rebuild(data: dict[str, Any]) -> Rebuild:
+    age, chain = data.get("max_age_days"), data.get("max_chain")
+    return Rebuild(max_age_days=Rebuild.max_age_days if age is None else int(age),
+                   max_chain=Rebuild.max_chain if chain is None else int(chain))
 
 
 def _opt(value: Any) -> str | None:
