@@ -6,10 +6,14 @@ its import names with the installed metadata, and never parses an environment fi
 
 from __future__ import annotations
 
+from typing import Any
+
 from packaging.utils import canonicalize_name
 
 from imagefactory.recipe.dists import declared
+from imagefactory.recipe.imports import classify, local_modules, scan
 from imagefactory.recipe.model import Recipe
+from imagefactory.recipe.syslibs import Table, smoke_checks
 from imagefactory.recipe.tree import RepoTree
 
 # the environment's tooling, not the repo's packages: never imported by the smoke test
@@ -32,3 +36,20 @@ def _unique(names: list[str]) -> list[str]:
         if key not in NOT_IMPORTED and key not in out:
             out.append(key)
     return out
+
+
+def smoke_config(recipe: Recipe, tree: RepoTree, table: Table) -> dict[str, Any]:
+    """config.json's `smoke`: `smoke_packages`, plus what proves the working environment: `modules` (the
+    code's imports, as the factory classifies them for the recipe's Python; local modules are not imported,
+    since importing a script runs it), each with `fail` per the recipe's `smoke.fail_on_import`; the
+    `programs` and `libraries` of the recipe's system packages; the `notebooks` marked run: true."""
+    policy = recipe.smoke.fail_on_import
+    found = declared(recipe, tree)
+    imports = classify(scan(tree), python=recipe.environment.python.version, dists=(*found.pip, *found.conda),
+                       local=local_modules(tree))
+    modules = [{"module": u.module, "kind": u.kind,
+                "fail": policy == "all" or (policy == "provided" and u.kind == "provided")}
+               for u in imports.uses if u.kind != "local"]
+    return {**smoke_packages(recipe, tree), "fail_on_import": policy, "modules": modules,
+            **smoke_checks(table, recipe.environment.apt),
+            "notebooks": [{"path": n.path, "timeout": n.timeout} for n in recipe.smoke.notebooks if n.run]}
