@@ -23,6 +23,9 @@ PRICING_REGION = "us-east-1"  # the Pricing API's own endpoint region
 _FILTERS = (("operatingSystem", "Linux"), ("tenancy", "Shared"), ("preInstalledSw", "NA"),
             ("capacitystatus", "Used"), ("licenseModel", "No License required"))
 HOURS_PER_MONTH = 730
+# EBS snapshot storage (standard tier), USD per GB-month, us-east-1/us-west-2 list price; an AMI is
+# billed for its snapshot's used blocks (about the image's used bytes), once per region it is copied to
+SNAPSHOT_GB_MONTH = 0.05
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,14 @@ def disk_month(table: dict[str, Any], region: str, gib: int) -> float | None:
     """The monthly cost of a gp3 root volume of `gib` GiB (what a stopped instance still costs)."""
     rate = table.get("ebs_gp3_gb_month", {}).get(region)
     return round(float(rate) * gib, 2) if rate is not None else None
+
+
+def image_storage(used_bytes: int, regions: int) -> str:
+    """One line: the image's used size and what storing its snapshots costs a month in `regions` regions."""
+    gb = used_bytes / 1e9
+    each = gb * SNAPSHOT_GB_MONTH
+    return (f"image: {gb:.2f} GB used; storing it costs about ${each:.2f}/month per region "
+            f"(${each * regions:.2f}/month in {regions}; EBS snapshots at ${SNAPSHOT_GB_MONTH}/GB-month)")
 
 
 def parse_products(price_list: list[str]) -> float | None:

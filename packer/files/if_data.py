@@ -106,6 +106,8 @@ def main(argv: list) -> int:
         entries = json.load(fh).get("data", [])
     repo, user = argv[2], argv[3]
     results = []
+    if not entries:
+        print("data: the recipe has no data entries")
     for number, entry in enumerate(entries):
         label = entry.get("url") or entry.get("git")
         print(f"data: [{number}] {label} -> {entry['dest']}", flush=True)

@@ -9,7 +9,8 @@ for a conda kernel env), jupyterlab (version), jupyter {port, token_file}, autos
 login_user, base_os, versions {packer, factory, uv}, created (UTC, ISO 8601), and what the earlier
 stages measured (IF_DIR/results/*.json): imports {ok, failed, warned} (the code's imports, 80-smoke),
 system {programs, libraries, missing}, notebooks [{path, ok, seconds, cell, error}], data [{dest,
-source, bytes, …}] (55-data); a stage that wrote nothing gives null. Written atomically,
+source, bytes, …}] (55-data); a stage that wrote nothing gives null; disk_used_bytes (`du -sx /`,
+measured before 90-cleanup: what the snapshot stores, give or take the caches cleaned there). Written atomically,
 mode 0644. Runs on the image's system python3 (3.10 or newer).
 """
 
@@ -68,6 +69,15 @@ def results() -> dict:
     return out
 
 
+def disk_used() -> int | None:
+    """Bytes the root filesystem's files take (`du -sx /`), what the image's snapshot stores."""
+    try:
+        done = subprocess.run(["du", "-sx", "--block-size=1", "/"], capture_output=True, text=True, timeout=300)
+        return int(done.stdout.split()[0])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
 def manifest(config: dict, repo_dir: str) -> dict:
     tool, pkgs = packages(bool(config["conda"]))
     version = output([f"{KERNEL}/bin/python", "-c", "import platform; print(platform.python_version())"])
@@ -90,6 +100,7 @@ def manifest(config: dict, repo_dir: str) -> dict:
         "base_os": os_name(),
         "versions": {**config["versions"], "uv": output([UV, "--version"]).split()[-1]},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "disk_used_bytes": disk_used(),
         **results(),
     }
 

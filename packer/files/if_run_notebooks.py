@@ -12,12 +12,15 @@ notebook file is not changed. A failing cell fails the smoke test, naming the no
 
 import json
 import os
+import re
 import sys
 import time
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def run(path: str, kernel: str, timeout: int) -> dict:
@@ -34,7 +37,7 @@ def run(path: str, kernel: str, timeout: int) -> dict:
                 client.execute_cell(cell, index)
             except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
                 cell_no = index + 1
-                text = str(exc).strip().splitlines()
+                text = ANSI.sub("", str(exc)).strip().splitlines()
                 error = f"{type(exc).__name__}: {text[-1] if text else ''}"[:300]
                 break
     return {"ok": error is None, "seconds": round(time.monotonic() - started, 2), "cell": cell_no, "error": error}

@@ -9,12 +9,6 @@ source "${IF_DIR:?IF_DIR is not set}/scripts/lib.sh"
 
 results=$IF_DIR/results
 install -d -m 0755 "$results"
-mapfile -d '' -t entries < <(if_list data)
-if ((${#entries[@]} == 0)); then
-    printf '[]\n' >"$results/data.json"
-    if_log "no data entries"
-    exit 0
-fi
 python3 "$IF_DIR/files/if_data.py" "$IF_CONFIG" "$(if_repo_dir)" "$(if_user)" "$results/data.json" ||
     if_die "the recipe's data could not be put into the image (see above)"
 if_log "done"
