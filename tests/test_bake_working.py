@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -126,6 +127,9 @@ def test_the_bake_records_imports_system_data_and_the_notebook(working_bake: dic
     log = (Path(result["build_dir"]) / "packer.log").read_text()
     assert "smoke: code import imagefactory_absent_q8z (missing) failed (warning)" in log
     assert "notebook: notebooks/check.ipynb ran in" in log and "data: [0]" in log
+    assert manifest["disk_used_bytes"] > 100_000_000
+    assert re.search(r"image: \d+\.\d\d GB used; storing it costs about \$\d+\.\d\d/month per region",
+                     working_bake["stderr"])
 
 
 def run_helper(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -157,3 +161,45 @@ def test_a_failed_import_fails_only_for_modules_the_recipe_claims(tmp_path: Path
     done = run_helper("if_smoke_imports.py", str(config), str(tmp_path), str(out))
     assert done.returncode == 1 and "imagefactory_absent_q8z (provided) FAILED" in done.stdout
     assert json.loads(out.read_text())["failed"][0]["fatal"] is True
+
+
+def test_a_git_data_source_is_checked_out_at_its_commit(tmp_path: Path) -> None:
+    source = tmp_path / "data-repo"
+    source.mkdir()
+    git(source, "init", "-q", "-b", "main")
+    write_files(source, {"obs.csv": "t,q\n0,1\n"})
+    git(source, "add", "-A")
+    git(source, "commit", "-q", "-m", "first")
+    first = git(source, "rev-parse", "HEAD")
+    write_files(source, {"obs.csv": "t,q\n0,2\n"})
+    git(source, "commit", "-q", "-am", "second")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"data": [{"git": source.as_uri(), "commit": first, "dest": "data/obs"}]}))
+    (tmp_path / "repo").mkdir()
+    out = tmp_path / "out.json"
+    done = run_helper("if_data.py", str(config), str(tmp_path / "repo"), "root", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "repo" / "data" / "obs" / "obs.csv").read_text() == "t,q\n0,1\n"
+    (record,) = json.loads(out.read_text())
+    assert record["commit"] == first and record["bytes"] > 0
+
+
+def test_an_archive_member_leaving_dest_is_refused(tmp_path: Path) -> None:
+    served = tmp_path / "evil.tar.gz"
+    served.write_bytes(tarball({"../escaped.txt": b"x"}))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps({"data": [{"url": f"http://127.0.0.1:{server.server_port}/evil.tar.gz",
+                                                "sha256": hashlib.sha256(served.read_bytes()).hexdigest(),
+                                                "dest": "data/x", "unpack": True}]}))
+        (tmp_path / "repo").mkdir()
+        done = run_helper("if_data.py", str(config), str(tmp_path / "repo"), "root", str(tmp_path / "out.json"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert done.returncode == 1 and "archive member '../escaped.txt' leaves data/x" in done.stdout
+    assert not (tmp_path / "repo" / "data" / "escaped.txt").exists()

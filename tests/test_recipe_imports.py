@@ -27,7 +27,7 @@ NOTEBOOK = {"cells": [
 # shaped like ChristinaB/dhsvm-opt: pins in environment/, a script importing what no file names
 DHSVM = {"environment/requirements.txt": DHSVM_PINS,
          "scripts/calibrate.py": "import os\nimport numpy as np\nimport spotpy\nfrom . import sibling\n"
-                                 "from sklearn.tree import DecisionTreeClassifier\nimport imp\n",
+                                 "from sklearn.tree import DecisionTreeClassifier\nimport imp\nimport scipy.stats\n",
          "scripts/legacy.py": "print 'python 2'\nimport pydotplus, yaml\n",
          "notebooks/run.ipynb": json.dumps(NOTEBOOK), "notebooks/helpers.py": "def f():\n    return 1\n"}
 
@@ -72,6 +72,7 @@ def test_import_names_are_matched_to_distributions(tmp_path: Path) -> None:
     assert kinds["sklearn"] == ("provided", "scikit-learn") and kinds["numpy"] == ("provided", "numpy")
     assert kinds["helpers"] == ("local", None) and kinds["os"] == ("stdlib", None)
     assert kinds["imp"] == ("missing", None)  # stdlib at 3.8, removed in 3.12
+    assert kinds["scipy"] == ("dependency", "scikit-learn")  # usually there; the smoke test measures it
     at_38 = classify(scan(tree), python="3.8", dists=(), local=frozenset())
     assert {u.module: u.kind for u in at_38.uses}["imp"] == "stdlib"
 

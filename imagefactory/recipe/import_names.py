@@ -54,6 +54,22 @@ PREFERRED: dict[str, str] = {
     "distutils": "setuptools", "asyncore": "pyasyncore", "asynchat": "pyasynchat", "cgi": "legacy-cgi",
 }
 
+# well-known dependencies (canonical names): an import of one of these is taken as installed with the
+# distribution that depends on it ("dependency": the smoke test measures it, a failure only warns)
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "scikit-learn": ("scipy", "joblib", "threadpoolctl", "numpy"), "scipy": ("numpy",),
+    "pandas": ("numpy", "python-dateutil", "pytz"), "matplotlib": ("numpy", "cycler", "kiwisolver", "pyparsing",
+                                                                   "python-dateutil"),
+    "seaborn": ("matplotlib", "pandas", "numpy"), "statsmodels": ("scipy", "pandas", "patsy", "numpy"),
+    "xarray": ("numpy", "pandas"), "geopandas": ("pandas", "shapely", "pyproj", "numpy"),
+    "scikit-image": ("numpy", "scipy", "networkx", "pillow", "imageio", "tifffile"),
+    "requests": ("urllib3", "idna", "certifi", "charset-normalizer"), "pydotplus": ("pyparsing",),
+    "pydot": ("pyparsing",), "netcdf4": ("numpy", "cftime"), "h5py": ("numpy",), "numba": ("numpy", "llvmlite"),
+    "sqlalchemy": ("greenlet",), "jinja2": ("markupsafe",), "flask": ("jinja2", "werkzeug", "click"),
+    "tensorflow": ("numpy", "keras", "absl-py", "h5py"), "torch": ("numpy", "sympy", "networkx", "jinja2"),
+    "spotpy": ("numpy", "scipy", "pandas"),
+}
+
 PREFIXES = re.compile(r"^(python-|py-)")
 SUFFIXES = re.compile(r"-(binary|headless|cpu|gpu)$")
 
@@ -64,6 +80,11 @@ def provides(dist: str) -> frozenset[str]:
     names = {key.replace("-", "_"), SUFFIXES.sub("", PREFIXES.sub("", key)).replace("-", "_")}
     names |= set(DIST_IMPORTS.get(key, ()))
     return frozenset(n.lower() for n in names)
+
+
+def dependencies(dist: str) -> tuple[str, ...]:
+    """The well-known dependencies of `dist` (canonical names), one level deep."""
+    return DEPENDS.get(canonicalize_name(dist), ())
 
 
 def preferred(module: str) -> str | None:

@@ -11,6 +11,8 @@ modules to install. `setup.py` is a build script, not the code a researcher runs
   local     a module or package in the repository (any folder: scripts and notebooks run beside them),
   provided  installed by the recipe's packages (`imagefactory.recipe.import_names`) or with the kernel
             (ipykernel and what it brings),
+  dependency  a well-known dependency of one of them (scipy of scikit-learn): usually there, measured by
+            the smoke test (a failure there only warns under the default policy),
   missing   none of these: the report names the files, and `find_providers` the distribution to add.
 Pure over its inputs; `scan` reads only under `tree.root`, `find_providers` asks only `index`.
 """
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
-from imagefactory.recipe.import_names import preferred, provides
+from imagefactory.recipe.import_names import dependencies, preferred, provides
 from imagefactory.recipe.index import IndexUnavailable, PackageIndex
 from imagefactory.recipe.stdlib import is_stdlib
 from imagefactory.recipe.tree import RepoTree
@@ -39,7 +41,7 @@ KERNEL_PROVIDED = frozenset({
     "matplotlib_inline", "prompt_toolkit", "pygments", "debugpy", "psutil", "packaging", "platformdirs",
     "decorator", "jedi", "parso", "pexpect", "ptyprocess", "wcwidth", "executing", "asttokens", "pure_eval",
     "stack_data", "dateutil", "nest_asyncio", "pip"})
-KINDS = ("stdlib", "local", "provided", "missing")
+KINDS = ("stdlib", "local", "provided", "dependency", "missing")
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ def local_modules(tree: RepoTree) -> frozenset[str]:
 def classify(found: Scan, *, python: str, dists: tuple[str, ...], local: frozenset[str]) -> Imports:
     """Each scanned module's kind for Python `python` and the recipe's distributions `dists`."""
     provided = {name: dist for dist in dists for name in provides(dist)}
+    depended = {name: dist for dist in dists for dep in dependencies(dist) for name in provides(dep)}
     uses = []
     for module, sites in found.modules.items():
         if is_stdlib(module, python):
@@ -215,6 +218,9 @@ def classify(found: Scan, *, python: str, dists: tuple[str, ...], local: frozens
             uses.append(ImportUse(module, "provided", sites, dist, f"installed by {dist}"))
         elif module in KERNEL_PROVIDED:
             uses.append(ImportUse(module, "provided", sites, "ipykernel", "installed with the kernel (ipykernel)"))
+        elif module.lower() in depended:
+            dist = depended[module.lower()]
+            uses.append(ImportUse(module, "dependency", sites, dist, f"usually installed as a dependency of {dist}"))
         else:
             uses.append(ImportUse(module, "missing", sites, reason=_missing_reason(module, python)))
     return Imports(tuple(uses), found.python_files, found.notebooks, found.notes)

@@ -17,7 +17,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from imagefactory.recipe.dists import declared
 from imagefactory.recipe.findings import Pin
-from imagefactory.recipe.imports import Imports, classify, find_providers, local_modules, scan
+from imagefactory.recipe.imports import KINDS, Imports, classify, find_providers, local_modules, scan
 from imagefactory.recipe.index import IndexUnavailable, PackageIndex
 from imagefactory.recipe.model import NotebookRun, Recipe
 from imagefactory.recipe.syslibs import BuildsFromSource, SystemNeed, Table, apt_additions, bundled, needs
@@ -35,11 +35,12 @@ class Working:
 
     def report(self) -> list[str]:
         imp = self.imports
-        counts = ", ".join(f"{len(imp.of(k))} {k}" for k in ("stdlib", "local", "provided", "missing"))
+        counts = ", ".join(f"{len(imp.of(k))} {k}" for k in KINDS)
         lines = [f"Imports: {len(imp.uses)} modules in {imp.python_files} .py files and {len(imp.notebooks)} "
                  f"notebooks ({counts})"]
         for use in imp.of("missing"):
-            shown = ", ".join(use.sites[:3]) + (f" and {len(use.sites) - 3} more" if len(use.sites) > 3 else "")
+            firsts = _first_per_file(use.sites)
+            shown = ", ".join(firsts[:3]) + (f" and {len(firsts) - 3} more files" if len(firsts) > 3 else "")
             add = f"add {use.provider}" if use.provider else "no distribution found"
             lines.append(f"  missing {use.module}: imported by {shown} - {add}")
         if self.packages_added:
@@ -55,6 +56,14 @@ class Working:
     def to_dict(self) -> dict[str, Any]:
         return {"imports": self.imports.to_dict(), "system_packages": [n.to_dict() for n in self.system],
                 "apt_added": list(self.apt_added), "packages_added": list(self.packages_added)}
+
+
+def _first_per_file(sites: tuple[str, ...]) -> list[str]:
+    """The first site of each file (`a.py:3`, `b.ipynb#cell 2`), in order."""
+    seen: dict[str, str] = {}
+    for site in sites:
+        seen.setdefault(site.split("#")[0].rsplit(":", 1)[0], site)
+    return list(seen.values())
 
 
 def prove(tree: RepoTree, recipe: Recipe, *, pins: tuple[Pin, ...] = (), index: PackageIndex | None = None,

@@ -57,22 +57,27 @@ def download(url: str, out: str, label: str) -> tuple:
     return done, digest.hexdigest(), time.monotonic() - started
 
 
-def unpack(archive: str, dest: str) -> None:
-    os.makedirs(dest, exist_ok=True)
+def unpack(archive: str, dest: str, label: str) -> None:
+    """Unpack into the folder `dest`, refusing members that leave it, links and devices (`label` names it)."""
     root = os.path.realpath(dest)
+
+    def inside(name: str) -> bool:
+        return os.path.commonpath([os.path.realpath(os.path.join(root, name)), root]) == root
+
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            for name in zf.namelist():
-                if os.path.commonpath([os.path.realpath(os.path.join(root, name)), root]) != root:
-                    raise DataError(f"archive member {name!r} leaves {dest}")
+            bad = next((n for n in zf.namelist() if not inside(n)), None)
+            if bad is not None:
+                raise DataError(f"archive member {bad!r} leaves {label}")
+            os.makedirs(root, exist_ok=True)
             zf.extractall(root)
         return
     try:
         with tarfile.open(archive) as tf:
             for member in tf.getmembers():
-                inside = os.path.realpath(os.path.join(root, member.name))
-                if os.path.commonpath([inside, root]) != root or member.issym() or member.islnk() or member.isdev():
-                    raise DataError(f"archive member {member.name!r} leaves {dest} or is a link or device")
+                if not inside(member.name) or member.issym() or member.islnk() or member.isdev():
+                    raise DataError(f"archive member {member.name!r} leaves {label} or is a link or device")
+            os.makedirs(root, exist_ok=True)
             tf.extractall(root)
     except tarfile.ReadError:
         raise DataError("unpack is set but the file is neither a zip nor a tar archive") from None
@@ -94,7 +99,7 @@ def fetch(entry: dict, repo: str) -> dict:
         if digest != entry["sha256"]:
             raise DataError(f"sha256 mismatch: the recipe says {entry['sha256']}, the download is {digest}")
         if entry.get("unpack"):
-            unpack(part, dest)
+            unpack(part, dest, entry["dest"])
         else:
             shutil.move(part, dest)
     return {"dest": entry["dest"], "source": entry["url"], "sha256": digest, "bytes": size,
