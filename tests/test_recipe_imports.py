@@ -11,7 +11,7 @@ from conftest import DHSVM_PINS, MakeRepo, run_cli
 from conftest import simple_api_server as server_mod
 
 from imagefactory.home import Home
-from imagefactory.recipe import PackageIndex, RepoTree, Source, derive, load_recipe
+from imagefactory.recipe import PackageIndex, PythonSpec, RepoTree, Source, derive, load_recipe
 from imagefactory.recipe.imports import classify, local_modules, scan, source_imports
 from imagefactory.recipe.stdlib import is_stdlib
 from imagefactory.recipe.syslibs import load_table, smoke_checks
@@ -129,3 +129,13 @@ def test_a_bad_home_system_package_file_names_file_field_and_fix(home: Home, mak
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "system-packages.yaml" in done.stderr and "packages.mytool.apt[0]" in done.stderr
     assert "Debian package names" in done.stderr
+
+
+def test_environment_packages_are_resolved_with_the_files(tmp_path: Path, index_url: str) -> None:
+    from imagefactory.recipe.resolve import resolve
+
+    tree = tree_of(tmp_path / "repo", {"analysis.py": "import numpy\n"})  # no requirement file at all
+    recipe = derive(tree, name="r", source=Source("r", None, "0" * 40)).recipe
+    recipe = recipe.with_python(PythonSpec("3.12", "override", "test")).with_packages(("numpy==1.18.1",))
+    result = resolve(recipe, tree, index=PackageIndex(index_url), timeout=60)
+    assert not result.ok and "numpy==1.18.1" in result.message
