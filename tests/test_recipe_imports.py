@@ -12,6 +12,7 @@ from conftest import simple_api_server as server_mod
 
 from imagefactory.home import Home
 from imagefactory.recipe import PackageIndex, PythonSpec, RepoTree, Source, derive, load_recipe
+from imagefactory.recipe.findings import Pin
 from imagefactory.recipe.imports import classify, local_modules, scan, source_imports
 from imagefactory.recipe.stdlib import is_stdlib
 from imagefactory.recipe.syslibs import load_table, smoke_checks
@@ -139,3 +140,24 @@ def test_environment_packages_are_resolved_with_the_files(tmp_path: Path, index_
     recipe = recipe.with_python(PythonSpec("3.12", "override", "test")).with_packages(("numpy==1.18.1",))
     result = resolve(recipe, tree, index=PackageIndex(index_url), timeout=60)
     assert not result.ok and "numpy==1.18.1" in result.message
+
+
+def test_source_only_entries_apply_when_no_wheel_fits_the_recipes_python(tmp_path: Path, index_url: str) -> None:
+    """`when: source` entries (GDAL/HDF5/... headers) are added only when the pinned release has no wheel for
+    the recipe's Python, as the (recorded) index lists its files."""
+    from imagefactory.recipe.syslibs import SystemNeed
+    from imagefactory.recipe.working import prove
+
+    table = {"numpy": SystemNeed("numpy", ("libopenblas-dev",), when="source", reason="builds against BLAS"),
+             "pydotplus": SystemNeed("pydotplus", ("graphviz",), programs=("dot",), reason="runs dot")}
+    tree = tree_of(tmp_path / "repo", {"requirements.txt": "numpy==1.18.1\npydotplus==2.0.2\n"})
+    base = derive(tree, name="r", source=Source("r", None, "0" * 40)).recipe
+    index = PackageIndex(index_url, cache_dir=tmp_path / "cache")
+    pins = (Pin("numpy", "1.18.1", "requirements.txt"),)
+    at_38, _ = prove(tree, base.with_python(PythonSpec("3.8", "stated", "t")), pins=pins, index=index, table=table)
+    at_312, _ = prove(tree, base.with_python(PythonSpec("3.12", "stated", "t")), pins=pins, index=index, table=table)
+    offline, working = prove(tree, base.with_python(PythonSpec("3.12", "stated", "t")), pins=pins, table=table)
+    assert at_38.environment.apt == ("graphviz",)  # numpy 1.18.1 has cp38 wheels
+    assert at_312.environment.apt == ("graphviz", "libopenblas-dev")  # and none for 3.12: it builds
+    assert offline.environment.apt == ("graphviz",)
+    assert any("libopenblas-dev not added" in n for n in working.notes)
