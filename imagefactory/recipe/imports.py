@@ -31,7 +31,8 @@ from imagefactory.recipe.index import IndexUnavailable, PackageIndex
 from imagefactory.recipe.stdlib import is_stdlib
 from imagefactory.recipe.tree import RepoTree
 
-MAX_SOURCE_BYTES = 2 * 1024 * 1024  # larger .py/.ipynb files are skipped with a note
+MAX_SOURCE_BYTES = 2 * 1024 * 1024     # larger .py files are skipped with a note
+MAX_NOTEBOOK_BYTES = 32 * 1024 * 1024  # notebooks carry their outputs (images): larger ones are skipped
 PLAIN_IMPORT = re.compile(r"^\s*import\s+([A-Za-z_][\w.]*(?:\s*(?:as\s+\w+)?\s*,\s*[A-Za-z_][\w.]*)*)")
 PLAIN_FROM = re.compile(r"^\s*from\s+([A-Za-z_][\w.]*)\s+import\b")
 NOT_SCANNED = frozenset({"setup.py"})
@@ -122,9 +123,10 @@ def scan(tree: RepoTree) -> Scan:
 
 def _read(tree: RepoTree, rel: str, notes: list[str]) -> str | None:
     path = tree.root / rel
+    limit = MAX_NOTEBOOK_BYTES if rel.endswith(".ipynb") else MAX_SOURCE_BYTES
     try:
-        if not path.resolve().is_relative_to(tree.root) or path.stat().st_size > MAX_SOURCE_BYTES:
-            notes.append(f"{rel}: larger than {MAX_SOURCE_BYTES // 1024 // 1024} MB or outside the repository; "
+        if not path.resolve().is_relative_to(tree.root) or path.stat().st_size > limit:
+            notes.append(f"{rel}: larger than {limit // 1024 // 1024} MB or outside the repository; "
                          "its imports were not scanned")
             return None
         return path.read_text(encoding="utf-8", errors="replace")
