@@ -30,6 +30,7 @@ from imagefactory.pricing import image_storage
 from imagefactory.recipe import Recipe
 from imagefactory.recipe_commands import bake_recipe, rehearsal, resolve_check
 from imagefactory.repo import Checkout
+from imagefactory.smoke import proof_lines
 
 Progress = Callable[[str], None]
 
@@ -111,6 +112,8 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     progress(f"baked {recipe.name} build {build_id} ({target.kind}):")
     for region, ami in sorted(build.amis.items()):
         progress(f"  {region:<16} {ami}")
+    for line in proof_lines(build.image_manifest or {}):  # what the smoke test measured in the image
+        progress(line)
     used = (build.image_manifest or {}).get("disk_used_bytes")
     if isinstance(used, int):  # measured in the image by 85-manifest (provisioned builds)
         progress(image_storage(used, len(build.amis)))

@@ -53,3 +53,24 @@ def smoke_config(recipe: Recipe, tree: RepoTree, table: Table) -> dict[str, Any]
     return {**smoke_packages(recipe, tree), "fail_on_import": policy, "modules": modules,
             **smoke_checks(table, recipe.environment.apt),
             "notebooks": [{"path": n.path, "timeout": n.timeout} for n in recipe.smoke.notebooks if n.run]}
+
+
+def proof_lines(manifest: dict[str, Any]) -> list[str]:
+    """What the image's smoke test measured (the manifest's imports, system, notebooks, data), as the
+    lines a bake prints after it. Pure; a manifest without them (an older image) gives none."""
+    lines = []
+    imports = manifest.get("imports")
+    if isinstance(imports, dict):
+        failed = imports.get("failed") or []
+        names = ", ".join(f"{f['module']}{'' if f.get('fatal') else ' (warning)'}" for f in failed[:8])
+        lines.append(f"imports: {imports.get('ok', 0)} of the code's imports work in the image"
+                     + (f"; {len(failed)} failed: {names}" if failed else ""))
+    system = manifest.get("system")
+    if isinstance(system, dict) and (system.get("programs") or system.get("libraries")):
+        found = [*(system.get("programs") or {}), *(system.get("libraries") or {})]
+        lines.append(f"system: {', '.join(found)} present")
+    for nb in manifest.get("notebooks") or []:
+        lines.append(f"notebook: {nb['path']} {'passed' if nb['ok'] else 'FAILED'} in {nb['seconds']} s")
+    for entry in manifest.get("data") or []:
+        lines.append(f"data: {entry['dest']} ({entry['bytes'] / 1e6:.1f} MB from {entry['source']})")
+    return lines

@@ -128,8 +128,10 @@ def test_the_bake_records_imports_system_data_and_the_notebook(working_bake: dic
     assert "smoke: code import imagefactory_absent_q8z (missing) failed (warning)" in log
     assert "notebook: notebooks/check.ipynb ran in" in log and "data: [0]" in log
     assert manifest["disk_used_bytes"] > 100_000_000
-    assert re.search(r"image: \d+\.\d\d GB used; storing it costs about \$\d+\.\d\d/month per region",
-                     working_bake["stderr"])
+    stderr = working_bake["stderr"]
+    assert re.search(r"image: \d+\.\d\d GB used; storing it costs about \$\d+\.\d\d/month per region", stderr)
+    assert "imports: 4 of the code's imports work in the image; 1 failed: imagefactory_absent_q8z (warning)" in stderr
+    assert re.search(r"notebook: notebooks/check\.ipynb passed in \d", stderr)
 
 
 def run_helper(name: str, *args: str) -> subprocess.CompletedProcess[str]:
