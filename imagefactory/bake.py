@@ -26,7 +26,7 @@ from imagefactory.errors import FactoryError, ResolveError
 from imagefactory.home import Home
 from imagefactory.packer import find_packer
 from imagefactory.preflight import preflight
-from imagefactory.pricing import image_storage
+from imagefactory.pricing import image_storage, load_table
 from imagefactory.recipe import Recipe
 from imagefactory.recipe_commands import bake_recipe, rehearsal, resolve_check
 from imagefactory.repo import Checkout
@@ -116,7 +116,7 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
         progress(line)
     used = (build.image_manifest or {}).get("disk_used_bytes")
     if isinstance(used, int):  # measured in the image by 85-manifest (provisioned builds)
-        progress(image_storage(used, len(build.amis)))
+        progress(image_storage(load_table(), used, sorted(build.amis)))
     cat_path = home.catalog_path(target.kind)
     progress(f"catalog: {cat_path} (invoke catalog.show {recipe.name})")
     return BakeResult(image=recipe.name, build_id=build_id, target=target.kind, status="available",

@@ -23,9 +23,6 @@ PRICING_REGION = "us-east-1"  # the Pricing API's own endpoint region
 _FILTERS = (("operatingSystem", "Linux"), ("tenancy", "Shared"), ("preInstalledSw", "NA"),
             ("capacitystatus", "Used"), ("licenseModel", "No License required"))
 HOURS_PER_MONTH = 730
-# EBS snapshot storage (standard tier), USD per GB-month, us-east-1/us-west-2 list price; an AMI is
-# billed for its snapshot's used blocks (about the image's used bytes), once per region it is copied to
-SNAPSHOT_GB_MONTH = 0.05
 
 
 @dataclass(frozen=True)
@@ -78,12 +75,21 @@ def disk_month(table: dict[str, Any], region: str, gib: int) -> float | None:
     return round(float(rate) * gib, 2) if rate is not None else None
 
 
-def image_storage(used_bytes: int, regions: int) -> str:
-    """One line: the image's used size and what storing its snapshots costs a month in `regions` regions."""
-    gb = used_bytes / 1e9
-    each = gb * SNAPSHOT_GB_MONTH
-    return (f"image: {gb:.2f} GB used; storing it costs about ${each:.2f}/month per region "
-            f"(${each * regions:.2f}/month in {regions}; EBS snapshots at ${SNAPSHOT_GB_MONTH}/GB-month)")
+def snapshot_month(table: dict[str, Any], region: str, gib: float) -> float | None:
+    """The monthly cost of `gib` GiB of EBS snapshots (standard tier), or None when the table has no rate."""
+    rate = table.get("ebs_snapshot_gb_month", {}).get(region)
+    return round(float(rate) * gib, 2) if rate is not None else None
+
+
+def image_storage(table: dict[str, Any], used_bytes: int, regions: list[str]) -> str:
+    """One line: the image's used size and what storing its snapshots (about its used bytes, once per
+    region its AMI is in) costs a month, from the table's snapshot rates."""
+    gib = used_bytes / 2**30
+    costs = {region: snapshot_month(table, region, gib) for region in regions}
+    known = [c for c in costs.values() if c is not None]
+    each = ", ".join(f"{r} ${c:.2f}" if c is not None else f"{r} price unknown" for r, c in costs.items())
+    total = f"about ${sum(known):.2f}/month" if known else "an unknown amount"
+    return f"image: {gib:.2f} GiB used; storing it costs {total} ({each}; EBS snapshots, {table_source(table)})"
 
 
 def parse_products(price_list: list[str]) -> float | None:

@@ -28,6 +28,7 @@ VAR_FILE = "imagefactory.pkrvars.json"
 TEMPLATES = ("versions", "variables", "source", "build")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TAG_VALUE_MAX = 256
+BUILD_ROLE_TAG = ("imagefactory:role", "build")  # on Packer's build instance and its volume, never on launched ones
 NO_PROVISIONERS = Provisioners()  # an API-only build: communicator none, nothing runs
 
 
@@ -117,8 +118,8 @@ def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: 
         "build_id": build_id,
         "regions": list(recipe.image.regions),
         "tags": tags,
-        "run_tags": {"Name": f"imagefactory build {build_id}", "managed-by": "imagefactory",
-                     "imagefactory:build-id": build_id},
+        "run_tags": {"Name": f"imagefactory build {build_id}", "managed-by": "imagefactory",  # Packer's build
+                     "imagefactory:build-id": build_id, BUILD_ROLE_TAG[0]: BUILD_ROLE_TAG[1]},  # instance, its disk
         "instance_type": recipe.image.build_instance_type,
         "volume_size": recipe.image.volume_gb,
         "ssh_username": recipe.image.login_user,

@@ -129,7 +129,8 @@ def test_the_bake_records_imports_system_data_and_the_notebook(working_bake: dic
     assert "notebook: notebooks/check.ipynb ran in" in log and "data: [0]" in log
     assert manifest["disk_used_bytes"] > 100_000_000
     stderr = working_bake["stderr"]
-    assert re.search(r"image: \d+\.\d\d GB used; storing it costs about \$\d+\.\d\d/month per region", stderr)
+    assert re.search(r"image: \d+\.\d\d GiB used; storing it costs about \$\d+\.\d\d/month "
+                     r"\(us-east-2 \$\d+\.\d\d, us-west-2 \$\d+\.\d\d; EBS snapshots, bundled table", stderr)
     assert "imports: 4 of the code's imports work in the image; 1 failed: imagefactory_absent_q8z (warning)" in stderr
     assert re.search(r"notebook: notebooks/check\.ipynb passed in \d", stderr)
 
@@ -205,3 +206,12 @@ def test_an_archive_member_leaving_dest_is_refused(tmp_path: Path) -> None:
         thread.join(timeout=5)
     assert done.returncode == 1 and "archive member '../escaped.txt' leaves data/x" in done.stdout
     assert not (tmp_path / "repo" / "data" / "escaped.txt").exists()
+
+
+def test_the_storage_line_prices_each_region_from_the_table_and_never_guesses() -> None:
+    from imagefactory.pricing import image_storage
+
+    table = {"compiled": "2026-11-27", "ebs_snapshot_gb_month": {"us-west-2": 0.05, "eu-central-1": 0.054}}
+    line = image_storage(table, 10 * 2**30, ["us-west-2", "eu-central-1", "ap-south-1"])
+    assert line == ("image: 10.00 GiB used; storing it costs about $1.04/month (us-west-2 $0.50, eu-central-1 "
+                    "$0.54, ap-south-1 price unknown; EBS snapshots, bundled table (compiled 2026-11-27))")

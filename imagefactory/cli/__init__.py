@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from imagefactory.cli import bake, catalog, classes, home, instances, recipe, sandbox
+from imagefactory.cli import bake, catalog, classes, home, instances, janitor, recipe, sandbox, schedule
 
 
 def _named(collection: Collection) -> Collection:
@@ -25,7 +25,9 @@ ns = _named(Collection(
     Collection("catalog", catalog.listing, catalog.show),
     Collection("sandbox", sandbox.up, sandbox.status, sandbox.down),
     classes.share, classes.unshare, classes.handout,
+    janitor.janitor,
     Collection("class", classes.new, classes.class_status, classes.end),
+    Collection("schedule", schedule.github, schedule.cron),
 ))
 
 __all__ = ["ns"]
