@@ -34,6 +34,7 @@ from imagefactory.provision import (
     stage_provision_dir,
 )
 from imagefactory.recipe import Recipe, RepoTree
+from imagefactory.recipe.syslibs import load_table
 from imagefactory.render import (
     Features,
     SshEndpoint,
@@ -44,7 +45,7 @@ from imagefactory.render import (
     write_build_dir,
 )
 from imagefactory.repo import Checkout
-from imagefactory.smoke import smoke_packages
+from imagefactory.smoke import smoke_config
 
 Progress = Callable[[str], None]
 
@@ -103,7 +104,8 @@ class Job:
             config = provision_config(self.recipe, build_id=self.build_id, packer_version=self.packer.caps.text,
                                       factory_version=__version__, target=self.target.kind, autostop_minutes=None,
                                       kernel_name=self.recipe.name,
-                                      smoke=smoke_packages(self.recipe, RepoTree.scan(self.found.path)))
+                                      smoke=smoke_config(self.recipe, RepoTree.scan(self.found.path),
+                                                               load_table(self.home.root)))
             stage_provision_dir(self.build_dir, self.recipe, config, self.found.path, self.extra_ca,
                                 packer_dir=self.home.packer_dir)
         features = Features(caps=self.packer.caps, target=self.target.kind, provision=self.provision)

@@ -68,6 +68,7 @@ class Environment:
     install_repo: bool = False
     post_build: tuple[PostBuild, ...] = ()
     start: str | None = None
+    packages: tuple[str, ...] = ()   # pip requirement lines beyond the files (`--add-missing` adds here)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,46 @@ class Rebuild:
 
 
 @dataclass(frozen=True)
+class NotebookRun:
+    """A notebook of the repository; `run: true` executes it headless in the kernel env during the build."""
+
+    path: str
+    run: bool = False
+    timeout: int = 600   # seconds per cell
+
+
+FAIL_ON_IMPORT = ("provided", "all", "never")
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """What the smoke test proves beyond the recipe's packages: the code's imports (`fail_on_import`:
+    "provided" fails the bake for modules the recipe claims to provide and warns for the rest, "all" fails
+    for any, "never" only warns) and the notebooks to run."""
+
+    fail_on_import: str = "provided"
+    notebooks: tuple[NotebookRun, ...] = ()
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Data put into the image at build time: a download (`url`, `sha256`, optional `unpack`) or a git
+    repository at a recorded `commit`; `dest` is under the repository (relative) or under /data/."""
+
+    dest: str
+    url: str | None = None
+    sha256: str | None = None
+    unpack: bool = False
+    git: str | None = None
+    commit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.git:
+            return {"git": self.git, "commit": self.commit, "dest": self.dest}
+        return {"url": self.url, "sha256": self.sha256, "dest": self.dest, "unpack": self.unpack}
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     source: Source
@@ -129,6 +170,8 @@ class Recipe:
     tags: dict[str, str] = field(default_factory=dict)
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     rebuild: Rebuild = field(default_factory=Rebuild)
+    smoke: Smoke = field(default_factory=Smoke)
+    data: tuple[DataSource, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         env = self.environment
@@ -149,6 +192,7 @@ class Recipe:
                 "install_repo": env.install_repo,
                 "post_build": [{"path": p.path, "run": p.run} for p in env.post_build],
                 "start": env.start,
+                **({"packages": list(env.packages)} if env.packages else {}),  # absent: digests unchanged
             },
             "image": {
                 "base": self.image.base,
@@ -162,7 +206,19 @@ class Recipe:
             "tags": dict(self.tags),
             **({"lifecycle": asdict(self.lifecycle)} if self.lifecycle != Lifecycle() else {}),  # absent: defaults
             **({"rebuild": self.rebuild.to_dict()} if self.rebuild.to_dict() else {}),  # absent: digests unchanged
+            **self._proving(),
         }
+
+    def _proving(self) -> dict[str, Any]:
+        """`smoke` and `data`, only when set (absent: the digests of older recipes are unchanged)."""
+        out: dict[str, Any] = {}
+        if self.smoke != Smoke():
+            out["smoke"] = {"fail_on_import": self.smoke.fail_on_import,
+                            "notebooks": [{"path": n.path, "run": n.run, "timeout": n.timeout}
+                                          for n in self.smoke.notebooks]}
+        if self.data:
+            out["data"] = [d.to_dict() for d in self.data]
+        return out
 
     def digest(self) -> str:
         """sha256 over the canonical JSON of the recipe, without `source.commit`: the commit is a fact of
@@ -182,6 +238,9 @@ class Recipe:
 
     def with_python(self, python: PythonSpec) -> Recipe:
         return replace(self, environment=replace(self.environment, python=python))
+
+    def with_packages(self, packages: tuple[str, ...]) -> Recipe:
+        return replace(self, environment=replace(self.environment, packages=packages))
 
     @classmethod
     def from_dict(cls, data: Any, origin: str = "recipe") -> Recipe:
@@ -231,6 +290,7 @@ def _build(top: dict[str, Any]) -> Recipe:
             post_build=tuple(PostBuild(str(p["path"]), bool(p.get("run") or False))
                              for p in env.get("post_build") or ()),
             start=_opt(env.get("start")),
+            packages=_strs(env.get("packages")),
         ),
         image=ImageSpec(
             base=str(img.get("base") or ImageSpec.base),
@@ -244,6 +304,8 @@ def _build(top: dict[str, Any]) -> Recipe:
         tags={str(k): str(v) for k, v in (top.get("tags") or {}).items()},
         lifecycle=_lifecycle(top.get("lifecycle") or {}),
         rebuild=_rebuild(top.get("rebuild") or {}),
+        smoke=_smoke(top.get("smoke") or {}),
+        data=tuple(_data(d) for d in top.get("data") or ()),
     )
 
 
@@ -265,6 +327,19 @@ def _rebuild(data: dict[str, Any]) -> Rebuild:
     age, chain = data.get("max_age_days"), data.get("max_chain")
     return Rebuild(max_age_days=Rebuild.max_age_days if age is None else int(age),
                    max_chain=Rebuild.max_chain if chain is None else int(chain))
+
+
+def _smoke(smoke: dict[str, Any]) -> Smoke:
+    return Smoke(fail_on_import=str(smoke.get("fail_on_import") or Smoke.fail_on_import),
+                 notebooks=tuple(NotebookRun(str(n["path"]), bool(n.get("run") or False),
+                                             int(n.get("timeout") or NotebookRun.timeout))
+                                 for n in smoke.get("notebooks") or ()))
+
+
+def _data(entry: dict[str, Any]) -> DataSource:
+    return DataSource(dest=str(entry["dest"]), url=_opt(entry.get("url")), sha256=_opt(entry.get("sha256")),
+                      unpack=bool(entry.get("unpack") or False), git=_opt(entry.get("git")),
+                      commit=_opt(entry.get("commit")))
 
 
 def _opt(value: Any) -> str | None:
