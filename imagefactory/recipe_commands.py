@@ -65,9 +65,15 @@ class CheckOutcome:
     ok: bool
     message: str
     pins: tuple[str, ...] = ()
+    hint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "ok": self.ok, "message": self.message, "pins": list(self.pins)}
+        return {"name": self.name, "path": self.path, "ok": self.ok, "message": self.message, "pins": list(self.pins),
+                **({"hint": self.hint} if not self.ok else {})}
+
+    def error(self) -> ResolveError:
+        """The failure as the one-line error the command ends with."""
+        return ResolveError(f"{self.path}: {self.message}", self.hint)
 
 
 def derive_for(home: Home, spec: str, *, ref: str | None, name: str | None, regions: tuple[str, ...] | None,
@@ -141,7 +147,8 @@ def resolve_check(home: Home, recipe: Recipe, tree_root: Path) -> CheckOutcome:
     from imagefactory.recipe.resolve import resolve
 
     result = resolve(recipe, RepoTree.scan(tree_root), index=package_index(home))
-    return CheckOutcome(recipe.name, str(home.recipe_path(recipe.name)), result.ok, result.message, result.pins)
+    return CheckOutcome(recipe.name, str(home.recipe_path(recipe.name)), result.ok, result.message, result.pins,
+                        result.hint)
 
 
 def rehearsal(home: Home, recipe: Recipe, tree_root: Path) -> Callable[[str], str | None]:
@@ -157,7 +164,8 @@ def rehearsal(home: Home, recipe: Recipe, tree_root: Path) -> Callable[[str], st
 
 
 def check(home: Home, name: str, *, resolve: bool, progress: Progress) -> CheckOutcome:
-    """Validate recipes/NAME.yaml and, with `resolve`, its pip packages; ResolveError names the first conflict."""
+    """Validate recipes/NAME.yaml and, with `resolve`, its pip packages. An invalid recipe raises; packages
+    that do not resolve give an outcome that is not ok (its `error()` names what failed)."""
     path = home.recipe_path(name)
     if not path.exists():
         known = sorted(p.stem for p in home.recipes_dir.glob("*.yaml"))
@@ -167,10 +175,7 @@ def check(home: Home, name: str, *, resolve: bool, progress: Progress) -> CheckO
     if not resolve:
         return CheckOutcome(name, str(path), True, "valid")
     found = checkout(home, recipe.source.repo, ref=_ref_for(recipe), name=name, progress=progress)
-    outcome = resolve_check(home, recipe, found.path)
-    if not outcome.ok:
-        raise ResolveError(f"{outcome.path}: {outcome.message}", "fix the pins or the Python version")
-    return outcome
+    return resolve_check(home, recipe, found.path)
 
 
 def _ref_for(recipe: Recipe) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagefactory.cli.common import REPO_HELP, home, render, say, task
+from imagefactory.errors import FactoryError
 from imagefactory.result import Result
 
 
@@ -33,5 +34,14 @@ def check(c: Any, name: str, resolve: bool = False, json: bool = False) -> None:
     """Validate recipes/NAME.yaml (file, field, fix); with --resolve, check its packages resolve."""
     from imagefactory.recipe_commands import check as check_recipe
 
-    outcome = check_recipe(home(), name, resolve=resolve, progress=say)
+    try:
+        outcome = check_recipe(home(), name, resolve=resolve, progress=say)
+    except FactoryError as exc:
+        if json:  # scripts read the failure too
+            render(Result({"name": name, "ok": False, "error": exc.message, "hint": exc.hint}, ""), True)
+        raise
+    if not outcome.ok:
+        if json:
+            render(Result(outcome.to_dict(), ""), True)
+        raise outcome.error()
     render(Result(outcome.to_dict(), f"{outcome.path}: {outcome.message}"), json)

@@ -25,11 +25,12 @@ from pathlib import Path
 
 from imagefactory.proc import MissingProgram
 from imagefactory.recipe.envfile import parse_environment
-from imagefactory.recipe.index import DEFAULT_INDEX, IndexUnavailable, PackageIndex, redact
+from imagefactory.recipe.index import DEFAULT_INDEX, IndexUnavailable, PackageIndex
 from imagefactory.recipe.model import Recipe
 from imagefactory.recipe.pyversions import LATEST_PATCH
 from imagefactory.recipe.requirements import follow, parse_requirements
 from imagefactory.recipe.tree import RepoTree, normalize, parent
+from imagefactory.recipe.uvfailure import DEFAULT_HINT, explain
 from imagefactory.recipe.wheels import fits, release
 
 PLATFORM = "x86_64-manylinux_2_28"
@@ -42,6 +43,7 @@ class ResolveResult:
     ok: bool
     message: str
     pins: tuple[str, ...]
+    hint: str = DEFAULT_HINT    # what to do about a failure, fitting its cause
 
 
 def resolve(recipe: Recipe, tree: RepoTree, *, python_executable: str | None = None,
@@ -57,7 +59,8 @@ def resolve(recipe: Recipe, tree: RepoTree, *, python_executable: str | None = N
     with tempfile.TemporaryDirectory(prefix="imagefactory-resolve-") as tmp:
         reqs = Path(tmp) / "requirements.in"
         reqs.write_text("\n".join(lines) + "\n")
-        run = _Runner(reqs, tree.root, minor, python_executable or sys.executable, index, timeout)
+        run = _Runner(reqs, tree.root, minor, python_executable or sys.executable, index, timeout,
+                      tuple(_requirement_lines(recipe, tree)))
         result = run(compiled)
         late = _built_from_source(result.pins, compiled, index, minor) if result.ok else set()
         if late:
@@ -150,6 +153,7 @@ class _Runner:
     python: str
     index: PackageIndex
     timeout: float
+    requirements: tuple[str, ...]   # the requirement lines, to name the one that failed
 
     def __call__(self, only_binary: set[str]) -> ResolveResult:
         argv = [*_uv(), "pip", "compile", str(self.reqs), "--python-version", LATEST_PATCH[self.minor],
@@ -168,8 +172,8 @@ class _Runner:
         except FileNotFoundError:
             raise MissingProgram("uv") from None
         if proc.returncode != 0:
-            return ResolveResult(False, f"does not resolve for Python {self.minor} on linux x86_64: "
-                                        f"{first_conflict(proc.stderr)}", ())
+            failure = explain(proc.stderr, self.minor, self.requirements)
+            return ResolveResult(False, failure.message, (), failure.hint)
         pins = tuple(line.strip() for line in proc.stdout.splitlines()
                      if line.strip() and not line.lstrip().startswith("#"))
         return ResolveResult(True, "", pins)
@@ -192,11 +196,26 @@ def _uv() -> list[str]:
     return [found]
 
 
-def first_conflict(stderr: str) -> str:
-    """uv's first cause, on one line, credentials redacted."""
-    lines = [ln.strip(" ×╰─▶│").strip() for ln in stderr.splitlines()]
-    cause = next((ln for ln in lines if ln.startswith(("cause:", "Because"))), "")
-    if not cause:
-        cause = next((ln for ln in lines if ln and not ln.startswith("hint:")), "uv failed with no message")
-    cause = cause.removeprefix("cause:").strip()
-    return redact(" ".join(cause.split()))
+def _requirement_lines(recipe: Recipe, tree: RepoTree) -> list[str]:
+    """Every requirement line of the pip part (included files too), as written."""
+    out: list[str] = []
+    for rel in recipe.environment.pip:
+        for line in _walk_lines(tree, rel, parse_requirements(tree.read_text(rel), rel), set()):
+            out.append(line)
+    for rel in recipe.environment.conda:
+        out += [line.value for line in parse_environment(tree.read_text(rel), rel).pip
+                if line.kind in ("requirement", "url", "editable")]
+    return out
+
+
+def _walk_lines(tree: RepoTree, rel: str, lines: tuple, seen: set[str]) -> list[str]:
+    seen.add(rel)
+    out: list[str] = []
+    for line in lines:
+        if line.kind in ("requirement", "url", "editable"):
+            out.append(line.value)
+        elif line.kind == "requirement-file" and "://" not in line.value:
+            target = normalize(parent(rel), line.value)
+            if target and target not in seen and tree.has(target):
+                out += _walk_lines(tree, target, parse_requirements(tree.read_text(target), target), seen)
+    return out
