@@ -9,7 +9,7 @@ repository, one derives and writes, the other waits and reads what was written.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,11 @@ from imagefactory.recipe import (
     load_recipe,
     write_recipe,
 )
+from imagefactory.recipe.model import Environment
+from imagefactory.recipe.pysearch import Attempt, resolving_attempt
 from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, redefault
+from imagefactory.recipe.pythons import buildable
+from imagefactory.recipe.resolve import find_uv
 from imagefactory.repo import Checkout
 
 Progress = Callable[[str], None]
@@ -77,16 +81,27 @@ class CheckOutcome:
 
 
 def derive_for(home: Home, spec: str, *, ref: str | None, name: str | None, regions: tuple[str, ...] | None,
-               progress: Progress) -> tuple[Derivation, Path]:
+               progress: Progress, python: str | None = None) -> tuple[Derivation, Path]:
     """Check out `spec` and derive its recipe (not written). Returns it and the checkout path."""
     found = checkout(home, spec, ref=ref, name=name, progress=progress)
-    return _derive(home, found, regions, FACTORY_DEFAULT), found.path
+    return _derive(home, found, regions, FACTORY_DEFAULT, python), found.path
 
 
-def _derive(home: Home, found: Checkout, regions: tuple[str, ...] | None, default: PythonDefault) -> Derivation:
+def _derive(home: Home, found: Checkout, regions: tuple[str, ...] | None, default: PythonDefault,
+            python: str | None = None) -> Derivation:
+    """The derivation, with the Pythons that can be built (uv's list cut by the index, cached in the home)
+    and, when the target can build several, a search with the resolver (answers cached in the home)."""
     source = Source(repo=found.url, ref=found.ref, commit=found.commit)
-    return derive(RepoTree.scan(found.path), name=found.name, source=source, regions=regions,
-                  index=package_index(home), python_default=default)
+    index = package_index(home)
+    tree = RepoTree.scan(found.path)
+    pythons, notes = buildable(find_uv(), index=index, cache_dir=home.cache_dir)
+
+    def attempt_for(env: Environment) -> Attempt | None:
+        return None if index is None else resolving_attempt(env, tree, index, home.cache_dir / "python-search")
+
+    derivation = derive(tree, name=found.name, source=source, regions=regions, index=index,
+                        python_default=default, python_override=python, pythons=pythons, attempt_for=attempt_for)
+    return replace(derivation, notes=(*derivation.notes, *notes))
 
 
 def recipe_lock(home: Home, name: str) -> Path:
@@ -95,8 +110,9 @@ def recipe_lock(home: Home, name: str) -> Path:
 
 
 def derive_recipe(home: Home, spec: str, *, ref: str | None = None, name: str | None = None, force: bool = False,
-                  progress: Progress) -> RecipeOutcome:
-    derivation, _ = derive_for(home, spec, ref=ref, name=name, regions=None, progress=progress)
+                  python: str | None = None, progress: Progress) -> RecipeOutcome:
+    """Derive recipes/NAME.yaml (`python`: the version to use whatever the repository states) and write it."""
+    derivation, _ = derive_for(home, spec, ref=ref, name=name, regions=None, progress=progress, python=python)
     path = home.recipe_path(derivation.recipe.name)
     with locked(recipe_lock(home, derivation.recipe.name), what=f"recipe {path}"):
         result = write_recipe(path, derivation.recipe, force=force)
@@ -121,7 +137,7 @@ def bake_recipe(home: Home, found: Checkout, *, regions: tuple[str, ...] | None,
             progress(f"recipe: using {path} (yours to edit; 'invoke recipe --repo ... --force' re-derives it)")
             recipe = recipe.with_source(source)
         else:
-            derivation = _derive(home, found, regions, default)
+            derivation = _first_derivation(home, found, regions, default, python)
             recipe = derivation.recipe
             write_recipe(path, recipe)
             notes.extend(derivation.notes)
@@ -141,6 +157,18 @@ def bake_recipe(home: Home, found: Checkout, *, regions: tuple[str, ...] | None,
         overridden = recipe.with_python(PythonSpec(python, "override", "--python given on the command line"))
         recipe = Recipe.from_dict(overridden.to_dict(), "--python")  # the override, validated like a recipe file
     return recipe, path, notes
+
+
+def _first_derivation(home: Home, found: Checkout, regions: tuple[str, ...] | None, default: PythonDefault,
+                      python: str | None) -> Derivation:
+    """The recipe a first bake writes: the repository's own Python; with --python, one the repository states
+    that cannot be built (2.7, 3.5) does not stop the bake: the recipe records the override instead."""
+    try:
+        return _derive(home, found, regions, default)
+    except RecipeError:
+        if python is None:
+            raise
+        return _derive(home, found, regions, default, python)
 
 
 def resolve_check(home: Home, recipe: Recipe, tree_root: Path) -> CheckOutcome:

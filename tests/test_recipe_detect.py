@@ -107,12 +107,12 @@ def test_pyproject_package(tmp_path: Path) -> None:
 # --- Pipfile -----------------------------------------------------------------------------------------
 
 def test_pipfile_and_lock(tmp_path: Path) -> None:
-    lock = '{"_meta": {"requires": {"python_version": "3.7"}}, "default": {"numpy": {"version": "==1.18.1"}}}'
+    lock = '{"_meta": {"requires": {"python_version": "3.9"}}, "default": {"numpy": {"version": "==1.18.1"}}}'
     d = run(tmp_path, {"Pipfile": "[packages]\nnumpy = '==1.18.1'\n", "Pipfile.lock": lock,
                        "requirements.txt": "requests\n"})
     env = d.recipe.environment
     assert env.pipfile == "Pipfile.lock" and env.pip == ("requirements.txt",)
-    assert env.python.version == "3.7"
+    assert env.python.version == "3.9"
 
 
 def test_bad_pipfile_names_line(tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ from imagefactory.recipe.findings import Detection, Finding, merge
 from imagefactory.recipe.index import PackageIndex, redact
 from imagefactory.recipe.layout import decide
 from imagefactory.recipe.model import Environment, Recipe, Source
+from imagefactory.recipe.pysearch import AttemptFor
 from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, choose
+from imagefactory.recipe.pythons import Pythons, buildable
+from imagefactory.recipe.resolve import find_uv
 from imagefactory.recipe.tree import RepoTree
 
 
@@ -56,16 +59,21 @@ def _section(title: str, findings: tuple[Finding, ...], empty: str) -> list[str]
 
 def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...] | None = None,
            python_override: str | None = None, index: PackageIndex | None = None,
-           python_default: PythonDefault = FACTORY_DEFAULT) -> Derivation:
-    """`python_default` is what the target builds when nothing states or infers a version."""
+           python_default: PythonDefault = FACTORY_DEFAULT, pythons: Pythons | None = None,
+           attempt_for: AttemptFor | None = None) -> Derivation:
+    """`python_default` is what the target builds when nothing states or infers a version; `pythons` what
+    can be built (default: uv's list, not cut by the index); `attempt_for` gives, for the environment found,
+    the resolver to search Pythons with (None: no search)."""
     layout = decide(tree)
     found = merge(tuple(detector(tree.at(layout.places)) for detector in DETECTORS))
     notes = [*layout.notes, *found.notes]
     if index is not None and found.index_urls:
         index = index.with_url(found.index_urls[0])
         notes.append(f"Python inference asks the index named in the requirements: {redact(index.url)}")
+    pythons = pythons or buildable(find_uv(), index=None, cache_dir=None)[0]
+    attempt = attempt_for(found.environment) if attempt_for is not None else None
     python, py_notes = choose(found.python, found.pins, override=python_override, index=index,
-                              default=python_default)
+                              default=python_default, pythons=pythons, attempt=attempt)
     notes += py_notes
     env = found.environment
     if not (env.conda or env.pip or env.pipfile or env.install_repo):

@@ -27,7 +27,7 @@ from imagefactory.proc import MissingProgram
 from imagefactory.recipe.envfile import parse_environment
 from imagefactory.recipe.index import DEFAULT_INDEX, IndexUnavailable, PackageIndex
 from imagefactory.recipe.model import Recipe
-from imagefactory.recipe.pyversions import LATEST_PATCH
+from imagefactory.recipe.pythons import buildable
 from imagefactory.recipe.requirements import follow, parse_requirements
 from imagefactory.recipe.tree import RepoTree, normalize, parent
 from imagefactory.recipe.uvfailure import DEFAULT_HINT, explain
@@ -156,7 +156,7 @@ class _Runner:
     requirements: tuple[str, ...]   # the requirement lines, to name the one that failed
 
     def __call__(self, only_binary: set[str]) -> ResolveResult:
-        argv = [*_uv(), "pip", "compile", str(self.reqs), "--python-version", LATEST_PATCH[self.minor],
+        argv = [*_uv(), "pip", "compile", str(self.reqs), "--python-version", full_version(self.minor),
                 "--python-platform", PLATFORM, "--python", self.python, "--no-header", "--no-annotate",
                 "--quiet"]
         for name in sorted(only_binary):
@@ -179,7 +179,18 @@ class _Runner:
         return ResolveResult(True, "", pins)
 
 
+def full_version(minor: str) -> str:
+    """The newest patch uv knows of `minor` (3.8 alone would mean 3.8.0 and reject '>=3.8.1'); 3.X.99
+    for a minor uv no longer installs."""
+    pythons, _ = buildable(find_uv(), index=None, cache_dir=None)
+    return pythons.patch(minor) if minor in pythons.minors else f"{minor}.99"
+
+
 def _uv() -> list[str]:
+    return [find_uv()]
+
+
+def find_uv() -> str:
     """The uv program: the one installed with imagefactory (a dependency), else one on PATH.
     Its absence is MissingProgram, never a verdict on the user's pins."""
     try:
@@ -193,7 +204,7 @@ def _uv() -> list[str]:
             found = shutil.which("uv")
     if not found:
         raise MissingProgram("uv")
-    return [found]
+    return found
 
 
 def _requirement_lines(recipe: Recipe, tree: RepoTree) -> list[str]:
