@@ -190,7 +190,9 @@ def test_search_other_folders_shallowest_then_alphabetical(tmp_path: Path) -> No
     d = run(tmp_path, {"a/deep/requirements.txt": "x\n", "zeta/requirements.txt": "y\n",
                        "beta/environment.yml": "dependencies: [z]\n", ".github/requirements.txt": "q\n"})
     assert d.recipe.environment.conda == ("beta/environment.yml",)
-    assert set(why(d.ignored)) == {"a/deep/requirements.txt", "zeta/requirements.txt"}
+    ignored = why(d.ignored)
+    assert set(ignored) == {"a/deep/requirements.txt", "zeta/requirements.txt", ".github/requirements.txt"}
+    assert ignored[".github/requirements.txt"] == "in a hidden folder (.github/): not searched for environment files"
 
 
 def test_package_root_searches_only_named_folders(tmp_path: Path) -> None:

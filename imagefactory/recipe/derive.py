@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from imagefactory.recipe import sidebyside
+from imagefactory.recipe.accounting import unaccounted
 from imagefactory.recipe.detect import DETECTORS
 from imagefactory.recipe.findings import Detection, Finding, merge
 from imagefactory.recipe.index import PackageIndex, redact
@@ -17,6 +19,7 @@ from imagefactory.recipe.model import Environment, Recipe, Source
 from imagefactory.recipe.pysearch import AttemptFor
 from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, choose
 from imagefactory.recipe.pythons import Pythons, buildable
+from imagefactory.recipe.pyversions import admitted
 from imagefactory.recipe.resolve import find_uv
 from imagefactory.recipe.tree import RepoTree
 
@@ -65,12 +68,15 @@ def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...
     can be built (default: uv's list, not cut by the index); `attempt_for` gives, for the environment found,
     the resolver to search Pythons with (None: no search)."""
     layout = decide(tree)
-    found = merge(tuple(detector(tree.at(layout.places)) for detector in DETECTORS))
+    placed = tree.at(layout.places)
+    found = merge(tuple(detector(placed) for detector in DETECTORS))
+    pythons = pythons or buildable(find_uv(), index=None, cache_dir=None)[0]
+    probe = python_override or _probe(found, pythons, python_default)
+    found = sidebyside.decide(found, placed, attempt_for=attempt_for, probe=probe)  # conda and pip files together
     notes = [*layout.notes, *found.notes]
     if index is not None and found.index_urls:
         index = index.with_url(found.index_urls[0])
         notes.append(f"Python inference asks the index named in the requirements: {redact(index.url)}")
-    pythons = pythons or buildable(find_uv(), index=None, cache_dir=None)[0]
     attempt = attempt_for(found.environment) if attempt_for is not None else None
     python, py_notes = choose(found.python, found.pins, override=python_override, index=index,
                               default=python_default, pythons=pythons, attempt=attempt)
@@ -83,7 +89,16 @@ def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...
     if regions:
         recipe = recipe.with_regions(tuple(regions))
     recipe = Recipe.from_dict(recipe.to_dict(), origin=f"derived recipe '{name}'")
-    return Derivation(recipe, found.used, (*layout.ignored, *found.ignored), tuple(notes))
+    ignored = (*layout.ignored, *found.ignored)
+    ignored += unaccounted(placed, found.used, ignored)  # every environment-like file, with its reason
+    return Derivation(recipe, found.used, ignored, tuple(notes))
+
+
+def _probe(found: Detection, pythons: Pythons, default: PythonDefault) -> str:
+    """The Python to weigh a conda file against a pip file at: the conda file's own, else the default."""
+    conda = [m for c in found.python if c.origin.split(" line ")[0] in found.environment.conda
+             for m in admitted(c.spec, pythons.minors)]
+    return conda[-1] if conda else default.version
 
 
 def _environment(found: Detection, python: Any) -> Environment:

@@ -100,7 +100,7 @@ def _add_names(names: dict[str, str | None], found: tuple[str, ...], pins: tuple
 
 def _skipped(recipe: Recipe) -> str:
     env = recipe.environment
-    parts = [what for what, present in (("conda packages", env.conda), ("the Pipfile", env.pipfile),
+    parts = [what for what, present in (("conda packages", env.conda), (env.pipfile or "", env.pipfile),
                                          ("the repository package", env.install_repo)) if present]
     return f" ({', '.join(parts)} not checked here)" if parts else ""
 
