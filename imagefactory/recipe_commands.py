@@ -81,14 +81,14 @@ class CheckOutcome:
 
 
 def derive_for(home: Home, spec: str, *, ref: str | None, name: str | None, regions: tuple[str, ...] | None,
-               progress: Progress, python: str | None = None) -> tuple[Derivation, Path]:
+               progress: Progress, python: str | None = None, folder: str | None = None) -> tuple[Derivation, Path]:
     """Check out `spec` and derive its recipe (not written). Returns it and the checkout path."""
     found = checkout(home, spec, ref=ref, name=name, progress=progress)
-    return _derive(home, found, regions, FACTORY_DEFAULT, python), found.path
+    return _derive(home, found, regions, FACTORY_DEFAULT, python, folder), found.path
 
 
 def _derive(home: Home, found: Checkout, regions: tuple[str, ...] | None, default: PythonDefault,
-            python: str | None = None) -> Derivation:
+            python: str | None = None, folder: str | None = None) -> Derivation:
     """The derivation, with the Pythons that can be built (uv's list cut by the index, cached in the home)
     and, when the target can build several, a search with the resolver (answers cached in the home)."""
     source = Source(repo=found.url, ref=found.ref, commit=found.commit)
@@ -100,7 +100,8 @@ def _derive(home: Home, found: Checkout, regions: tuple[str, ...] | None, defaul
         return None if index is None else resolving_attempt(env, tree, index, home.cache_dir / "python-search")
 
     derivation = derive(tree, name=found.name, source=source, regions=regions, index=index,
-                        python_default=default, python_override=python, pythons=pythons, attempt_for=attempt_for)
+                        python_default=default, python_override=python, pythons=pythons, attempt_for=attempt_for,
+                        folder=folder)
     return replace(derivation, notes=(*derivation.notes, *notes))
 
 
@@ -110,9 +111,11 @@ def recipe_lock(home: Home, name: str) -> Path:
 
 
 def derive_recipe(home: Home, spec: str, *, ref: str | None = None, name: str | None = None, force: bool = False,
-                  python: str | None = None, progress: Progress) -> RecipeOutcome:
-    """Derive recipes/NAME.yaml (`python`: the version to use whatever the repository states) and write it."""
-    derivation, _ = derive_for(home, spec, ref=ref, name=name, regions=None, progress=progress, python=python)
+                  python: str | None = None, folder: str | None = None, progress: Progress) -> RecipeOutcome:
+    """Derive recipes/NAME.yaml and write it. `python`: the version to use whatever the repository states;
+    `folder`: the sub-folder to take the environment files from."""
+    derivation, _ = derive_for(home, spec, ref=ref, name=name, regions=None, progress=progress, python=python,
+                               folder=folder)
     path = home.recipe_path(derivation.recipe.name)
     with locked(recipe_lock(home, derivation.recipe.name), what=f"recipe {path}"):
         result = write_recipe(path, derivation.recipe, force=force)

@@ -4,6 +4,7 @@ locked, and a conda file beside a pip file decided from evidence. Fixture trees:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import MakeRepo, run_cli
 from conftest import simple_api_server as server_mod
 
+from imagefactory.home import Home
 from imagefactory.recipe import PackageIndex, RepoTree, Source, derive
 from imagefactory.recipe.accounting import kind
 from imagefactory.recipe.pysearch import resolving_attempt
@@ -121,3 +124,34 @@ def test_a_pip_file_that_breaks_the_conda_environment_is_ignored_with_the_confli
     reason = why(d.ignored)["requirements.txt"]
     assert reason.startswith("with environment.yml it does not resolve at Python 3.12 (Because numpy==1.18.1 ")
     assert reason.endswith("while environment.yml alone does: environment.yml alone is installed")
+
+
+# --- choosing among sub-folders ----------------------------------------------------------------------
+
+def test_folders_are_ranked_by_names_and_contents(tmp_path: Path) -> None:
+    d = case("folders-ranked", tmp_path)
+    assert d.recipe.environment.conda == ("analysis/environment.yml",) and d.recipe.environment.pip == ()
+    ignored = why(d.ignored)
+    for imported in ("_import/requirements.txt", "dockers/train/requirements.txt", "docs/requirements.txt"):
+        assert ignored[imported].startswith("analysis/ comes first: folders are ranked by name and contents")
+    assert ignored["dockers/train/Dockerfile"].startswith("a Dockerfile: not used")
+    assert not any("rank close" in n for n in d.notes)  # a clear winner: nothing to pick between
+
+
+def test_close_folders_are_listed_with_their_files_and_how_to_pick_another(
+        tmp_path: Path, make_repo: MakeRepo, home: Home) -> None:
+    d = case("folders-close", tmp_path)
+    assert d.recipe.environment.conda == ("env-cpu/environment.yml",)
+    (note,) = [n for n in d.notes if "rank close" in n]
+    assert note == ("env-cpu/ was chosen over folders that rank close to it: env-gpu/ (env-gpu/environment.yml); to "
+                    "use another, derive with --folder (invoke recipe --repo ... --folder env-gpu --force), or edit "
+                    "environment.conda / environment.pip in the recipe")
+    files = {str(p.relative_to(CASES / "folders-close")): p.read_text()
+             for p in (CASES / "folders-close").rglob("*") if p.is_file()}
+    repo = make_repo(files, name="close")
+    done = run_cli(home, "recipe", "--repo", repo.as_uri(), "--folder", "env-gpu", "--json", check=True,
+                   IMAGEFACTORY_OFFLINE="1")
+    assert json.loads(done.stdout)["recipe"]["environment"]["conda"] == ["env-gpu/environment.yml"]
+    wrong = run_cli(home, "recipe", "--repo", repo.as_uri(), "--folder", "gpu", IMAGEFACTORY_OFFLINE="1")
+    assert wrong.returncode == 1 and wrong.stderr.strip().splitlines()[-1] == (
+        "error: --folder 'gpu': no such folder with files in the repository (pass one of: env-cpu/, env-gpu/)")

@@ -15,14 +15,16 @@ from imagefactory.result import Result
     "name": "Image/recipe name (default: from the repo's name)",
     "force": "Overwrite an existing recipe even if you edited it (default: show a diff, keep yours)",
     "python": "The kernel's Python (e.g. 3.11), whatever the repository states (source: override)",
+    "folder": "Take the environment files from this sub-folder instead of the one the search ranks first",
     "json": "Print the derivation (recipe, used, ignored, Python and reason) as JSON",
 })
 def derive(c: Any, repo: str, ref: str | None = None, name: str | None = None, force: bool = False,
-           python: str | None = None, json: bool = False) -> None:
+           python: str | None = None, folder: str | None = None, json: bool = False) -> None:
     """Derive recipes/NAME.yaml from a repo and explain what was used, ignored and why."""
     from imagefactory.recipe_commands import derive_recipe
 
-    outcome = derive_recipe(home(), repo, ref=ref, name=name, force=force, python=python, progress=say)
+    outcome = derive_recipe(home(), repo, ref=ref, name=name, force=force, python=python, folder=folder,
+                            progress=say)
     render(Result(outcome.to_dict(), outcome.text()), json)
 
 

@@ -63,11 +63,12 @@ def _section(title: str, findings: tuple[Finding, ...], empty: str) -> list[str]
 def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...] | None = None,
            python_override: str | None = None, index: PackageIndex | None = None,
            python_default: PythonDefault = FACTORY_DEFAULT, pythons: Pythons | None = None,
-           attempt_for: AttemptFor | None = None) -> Derivation:
+           attempt_for: AttemptFor | None = None, folder: str | None = None) -> Derivation:
     """`python_default` is what the target builds when nothing states or infers a version; `pythons` what
     can be built (default: uv's list, not cut by the index); `attempt_for` gives, for the environment found,
-    the resolver to search Pythons with (None: no search)."""
-    layout = decide(tree)
+    the resolver to search Pythons with (None: no search); `folder` the sub-folder to take the configuration
+    from instead of searching."""
+    layout = decide(tree, folder)
     placed = tree.at(layout.places)
     found = merge(tuple(detector(placed) for detector in DETECTORS))
     pythons = pythons or buildable(find_uv(), index=None, cache_dir=None)[0]
