@@ -7,6 +7,8 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -155,3 +157,18 @@ def test_close_folders_are_listed_with_their_files_and_how_to_pick_another(
     wrong = run_cli(home, "recipe", "--repo", repo.as_uri(), "--folder", "gpu", IMAGEFACTORY_OFFLINE="1")
     assert wrong.returncode == 1 and wrong.stderr.strip().splitlines()[-1] == (
         "error: --folder 'gpu': no such folder with files in the repository (pass one of: env-cpu/, env-gpu/)")
+
+
+def test_the_corpus_bench_reports_each_checkout_and_drops_no_file(tmp_path: Path) -> None:
+    bench = Path(__file__).resolve().parent.parent / "bench" / "recipe_corpus.py"
+    done = subprocess.run([sys.executable, str(bench), str(CASES), "--offline", "--details",
+                           "--cache-dir", str(tmp_path)], capture_output=True, text=True, timeout=120, check=True)
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["repo", "used", "ignored", "dropped", "python", "resolves", "derive", "s",
+                                "resolve", "s"]
+    rows = {line.split()[0]: line.split() for line in lines[1:] if line and not line.startswith(" ")}
+    assert rows["every-file"][1:4] == ["1", "10", "0"]
+    assert "every-file: ignored requirements-dev.txt: development/test requirements" in done.stdout
+    total = lines[-1]
+    assert total.startswith(f"{len(list(CASES.glob('*/')))} repos; derived ")
+    assert "silently dropped 0;" in total and "total time" in total

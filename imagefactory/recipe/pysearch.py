@@ -67,8 +67,10 @@ def search(candidates: tuple[str, ...], attempt: Attempt, *, budget_s: float = B
 def resolving_attempt(env: Environment, tree: RepoTree, index: PackageIndex,
                       cache_dir: Path | None) -> Attempt | None:
     """The pip part of `env` resolved at a Python with uv (None: there is no pip part to resolve)."""
-    if not (env.pip or env.conda):
-        return None
+    from imagefactory.recipe.envfile import parse_environment
+
+    if not env.pip and not any(parse_environment(tree.read_text(rel), rel).pip for rel in env.conda):
+        return None  # conda packages only: uv cannot tell at which Python they install
     key = _inputs_digest(env, tree, index.url)
 
     def attempt(minor: str, left: float) -> tuple[bool, str]:
