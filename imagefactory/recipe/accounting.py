@@ -35,6 +35,8 @@ OTHER_TOOLS = ("yarn.lock", "Cargo.lock", "Gemfile.lock", "composer.lock", "flak
 def kind(rel: str) -> str | None:
     """The family of an environment-like file (None: not one)."""
     name = rel.rsplit("/", 1)[-1]
+    if parent(rel).rsplit("/", 1)[-1] == "requirements" and name.endswith((".txt", ".in")):
+        return "pip-requirements"  # requirements/base.txt, requirements/dev.txt
     return next((k for pattern, k in PATTERNS if pattern.fullmatch(name)), None)
 
 

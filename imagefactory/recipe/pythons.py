@@ -22,6 +22,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from imagefactory.errors import FactoryError
 from imagefactory.files import atomic_write
 from imagefactory.recipe.index import IndexUnavailable, PackageIndex
 from imagefactory.recipe.wheels import fits, parse_version, release
@@ -104,6 +105,9 @@ def buildable(uv: str, *, index: PackageIndex | None, cache_dir: Path | None) ->
     if cached is not None:
         return cached, ()
     pythons = _ask_uv(uv)
+    if not pythons.minors:
+        raise FactoryError(f"{uv} lists no CPython it can install for linux x86_64 ('uv {' '.join(UV_LIST)}')",
+                           "reinstall imagefactory (uv is one of its dependencies)")
     notes: tuple[str, ...] = ()
     if index is not None:
         try:
