@@ -83,6 +83,9 @@ def test_a_poetry_lock_is_installed_as_locked(tmp_path: Path) -> None:
     d = case("poetry-project", tmp_path)
     assert d.recipe.environment.pipfile == "poetry.lock" and d.recipe.environment.install_repo
     assert "3 locked packages" in why(d.used)["poetry.lock"]
+    python = d.recipe.environment.python  # [tool.poetry.dependencies] python = "^3.10": >=3.10,<4
+    assert (python.version, python.source) == ("3.15", "stated")
+    assert "python >=3.10,<4 in pyproject.toml" in python.reason
 
 
 def _converter() -> ModuleType:
@@ -172,3 +175,13 @@ def test_the_corpus_bench_reports_each_checkout_and_drops_no_file(tmp_path: Path
     total = lines[-1]
     assert total.startswith(f"{len(list(CASES.glob('*/')))} repos; derived ")
     assert "silently dropped 0;" in total and "total time" in total
+
+
+def test_a_devcontainer_folder_with_requirements_ranks_before_docs(tmp_path: Path) -> None:
+    for rel, text in {".devcontainer/requirements.txt": "numpy\n", ".devcontainer/devcontainer.json": "{}\n",
+                      "docs/requirements.txt": "sphinx\n"}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    d = derive(RepoTree.scan(tmp_path), name="dc", source=SRC, pythons=PYTHONS)
+    assert d.recipe.environment.pip == (".devcontainer/requirements.txt",)
+    assert why(d.ignored)["docs/requirements.txt"].startswith(".devcontainer/ comes first")

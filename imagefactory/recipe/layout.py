@@ -9,9 +9,9 @@ Rules, in order:
    environment/, env/, envs/, conda/, requirements/, binder-like names first; docs, tests, examples,
    docker steps and underscore-prefixed imports (`_import/`) last; a conda file, binder hooks (apt.txt,
    postBuild, runtime.txt) and a shallow place count for a folder. Ties go to the named search order, then
-   shallowest, then A-Z (hidden folders are skipped). The best is added after the conventional place; the
-   others are reported as ignored, and when the runner-up is close the notes list it with its files and
-   say how to pick another (`--folder`, or the recipe's environment fields). When the root is an
+   shallowest, then A-Z (hidden folders are skipped, but for .devcontainer/). The best is added after the
+   conventional place; the others are reported as ignored, and when the runner-up is close the notes list
+   it with its files and say how to pick another (`--folder`, or the recipe's environment fields). When the root is an
    installable package (setup.py, or pyproject.toml with a [project] or [build-system] table) only the
    named folders are searched: the package states its own dependencies.
 4. `folder` (the caller's --folder) names the sub-folder to use instead of any search.
@@ -32,6 +32,7 @@ CONFIG_FILES = (*ENV_FILES, "apt.txt", "postBuild", "start", "runtime.txt", "set
                 "pyproject.toml", "install.R", "DESCRIPTION", "Project.toml", "REQUIRE", "Dockerfile")
 SEARCH_ORDER = ("environment", "env", "envs", "conda", "requirements", "ci")
 GOOD_NAMES = frozenset({"environment", "environments", "env", "envs", "conda", "requirements", "binder", "setup",
+                        ".devcontainer",
                         "install", "deps", "dependencies"})
 LAST_NAMES = frozenset({"doc", "docs", "test", "tests", "testing", "example", "examples", "demo", "demos",
                         "docker", "dockers", "dockerfiles", "containers", "benchmarks", "bench", "archive", "old",
@@ -129,7 +130,7 @@ def rank(tree: RepoTree, folder: str) -> float:
 
 def _search_order(tree: RepoTree, named_only: bool | None = None) -> list[str]:
     folders = [d for d in tree.folders()
-               if d not in BINDER_DIRS and not any(p.startswith(".") for p in d.split("/"))]
+               if d not in BINDER_DIRS and not any(p.startswith(".") and p != ".devcontainer" for p in d.split("/"))]
     named = [d for d in SEARCH_ORDER if d in folders]
     if root_is_package(tree) if named_only is None else named_only:
         return named
