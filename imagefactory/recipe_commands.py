@@ -31,7 +31,7 @@ from imagefactory.recipe import (
 )
 from imagefactory.recipe.model import Environment
 from imagefactory.recipe.pysearch import Attempt, resolving_attempt
-from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, redefault
+from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, override_spec, redefault
 from imagefactory.recipe.pythons import buildable
 from imagefactory.recipe.resolve import find_uv
 from imagefactory.repo import Checkout
@@ -157,6 +157,7 @@ def bake_recipe(home: Home, found: Checkout, *, regions: tuple[str, ...] | None,
     if regions:
         recipe = recipe.with_regions(regions)
     if python:
+        override_spec(python, buildable(find_uv(), index=package_index(home), cache_dir=home.cache_dir)[0])
         overridden = recipe.with_python(PythonSpec(python, "override", "--python given on the command line"))
         recipe = Recipe.from_dict(overridden.to_dict(), "--python")  # the override, validated like a recipe file
     return recipe, path, notes

@@ -19,7 +19,7 @@ from conftest import MakeRepo, run_cli
 from conftest import simple_api_server as server_mod
 
 from imagefactory.home import Home
-from imagefactory.recipe import PackageIndex, RepoTree, Source, derive
+from imagefactory.recipe import PackageIndex, PythonSpec, RepoTree, Source, derive
 from imagefactory.recipe.accounting import kind
 from imagefactory.recipe.pysearch import resolving_attempt
 from imagefactory.recipe.pythons import Pythons
@@ -185,3 +185,15 @@ def test_a_devcontainer_folder_with_requirements_ranks_before_docs(tmp_path: Pat
     d = derive(RepoTree.scan(tmp_path), name="dc", source=SRC, pythons=PYTHONS)
     assert d.recipe.environment.pip == (".devcontainer/requirements.txt",)
     assert why(d.ignored)["docs/requirements.txt"].startswith(".devcontainer/ comes first")
+
+
+def test_the_resolve_check_resolves_a_uv_lock_as_the_build_installs_it(tmp_path: Path, server: Any) -> None:
+    from imagefactory.recipe.resolve import resolve
+
+    index = PackageIndex(f"http://127.0.0.1:{server.server_port}/simple")
+    d = case("uv-project", tmp_path)
+    recipe = d.recipe.with_python(PythonSpec("3.12", "override", "test"))
+    result = resolve(recipe, RepoTree.scan(tmp_path / "uv-project"), index=index, timeout=60)
+    assert not result.ok  # the recorded index has neither of the locked packages: uv was asked for them
+    assert "attrs" in result.message or "six" in result.message, result.message
+    assert "/simple/attrs/" in server.hits and "uv.lock not checked" not in result.message

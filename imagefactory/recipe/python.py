@@ -68,7 +68,7 @@ def choose(claims: tuple[PythonClaim, ...], pins: tuple[Pin, ...], *, override: 
     """The Python spec and any notes. With `index` None the package index is not asked; with `attempt`
     None the resolver is not run (no search)."""
     if override is not None:
-        return _override(override, pythons), ()
+        return override_spec(override, pythons), ()
     notes: list[str] = []
     claims = tuple(c for c in sorted(claims, key=lambda c: c.rank) if c.spec and _valid(c, notes))
     claims = _buildable(claims, pythons, notes)
@@ -101,7 +101,7 @@ def choose(claims: tuple[PythonClaim, ...], pins: tuple[Pin, ...], *, override: 
     return default.spec(_default_reason(pins, inference)), tuple(notes)
 
 
-def _override(version: str, pythons: Pythons) -> PythonSpec:
+def override_spec(version: str, pythons: Pythons) -> PythonSpec:
     """--python, checked only against what can be built (a statement in the repository does not matter)."""
     if not PYTHON_RE.fullmatch(version):
         raise RecipeError(f"--python {version!r} is not a Python 3 minor version",

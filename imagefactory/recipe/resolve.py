@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagefactory.errors import ResolveError
 from imagefactory.proc import MissingProgram
 from imagefactory.recipe.envfile import parse_environment
 from imagefactory.recipe.index import DEFAULT_INDEX, IndexUnavailable, PackageIndex
@@ -89,7 +90,25 @@ def _inputs(recipe: Recipe, tree: RepoTree) -> tuple[list[str], dict[str, str | 
                 lines.append(line.value)
         reqs = follow(tree, rel, env.pip)
         _add_names(names, reqs.names, reqs.pins)
+    lock = recipe.environment.pipfile
+    if lock is not None and lock.rsplit("/", 1)[-1] == "uv.lock":
+        exported = uv_export(tree.root / parent(lock))  # as the build installs it
+        lines += exported
+        for line in exported:
+            if m := PIN_LINE.match(line):
+                names.setdefault(m.group(1).lower(), m.group(2).rstrip(";"))
     return lines, names
+
+
+def uv_export(project: Path) -> list[str]:
+    """The locked requirements of a uv project, as the build exports them (markers kept, no hashes)."""
+    argv = [find_uv(), "export", "--frozen", "--no-hashes", "--no-emit-project", "--no-dev", "--no-header",
+            "--format", "requirements-txt", "--directory", str(project)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise ResolveError(f"{project / 'uv.lock'}: uv export failed: {explain(done.stderr, '', ()).message}",
+                           "run 'uv lock' in the project and commit uv.lock")
+    return [ln.strip() for ln in done.stdout.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def _add_names(names: dict[str, str | None], found: tuple[str, ...], pins: tuple) -> None:
@@ -100,7 +119,8 @@ def _add_names(names: dict[str, str | None], found: tuple[str, ...], pins: tuple
 
 def _skipped(recipe: Recipe) -> str:
     env = recipe.environment
-    parts = [what for what, present in (("conda packages", env.conda), (env.pipfile or "", env.pipfile),
+    lock = env.pipfile if env.pipfile and not env.pipfile.endswith("uv.lock") else None
+    parts = [what for what, present in (("conda packages", env.conda), (lock or "", lock),
                                          ("the repository package", env.install_repo)) if present]
     return f" ({', '.join(parts)} not checked here)" if parts else ""
 
