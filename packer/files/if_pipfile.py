@@ -6,9 +6,10 @@ poetry.lock, pdm.lock), into a pip requirements file.
 
 uv.lock is exported by uv itself (`uv export --frozen --no-emit-project --no-dev`: markers kept, the
 project left to the repo's own install); poetry.lock and pdm.lock give their main (default) packages at the
-locked versions, with their markers. Only the default packages are taken, not dev-packages. Pins come from Pipfile.lock when present, else
-the Pipfile's own specifiers. Git, path and file entries become direct references; extra package
-sources become --extra-index-url lines. Runs on the tool venv's python (3.10 or newer, with tomli).
+locked versions, with their markers. Only the default packages are taken, not dev-packages. Pins come
+from Pipfile.lock when present, else the Pipfile's own specifiers. Git, path and file entries become
+direct references; extra package sources become --extra-index-url lines. Runs on the tool venv's
+python (3.10 or newer, with tomli).
 """
 
 import json
