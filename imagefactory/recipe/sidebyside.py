@@ -46,6 +46,8 @@ def _one(found: Detection, tree: RepoTree, conda_file: str, pip_file: str, attem
     reqs = follow(tree, pip_file, parse_requirements(tree.read_text(pip_file), pip_file))
     names = [n for n in reqs.names if n not in NOT_PACKAGES]
     missing = [n for n in names if n not in listed]
+    if reqs.installs_repo:
+        missing.append("the repository itself ('.' or '-e .')")
     if not missing:
         return _drop(found, pip_file, reqs.files, f"covered by {conda_file}: its {len(names)} packages are all listed "
                                                   f"there (the same environment exported twice); {conda_file} alone "
