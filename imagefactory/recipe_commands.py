@@ -157,7 +157,8 @@ def bake_recipe(home: Home, found: Checkout, *, regions: tuple[str, ...] | None,
     if regions:
         recipe = recipe.with_regions(regions)
     if python:
-        override_spec(python, buildable(find_uv(), index=package_index(home), cache_dir=home.cache_dir)[0])
+        pythons, _ = buildable(find_uv(), index=package_index(home), cache_dir=home.cache_dir)
+        override_spec(python, pythons.for_conda() if recipe.environment.conda else pythons)
         overridden = recipe.with_python(PythonSpec(python, "override", "--python given on the command line"))
         recipe = Recipe.from_dict(overridden.to_dict(), "--python")  # the override, validated like a recipe file
     return recipe, path, notes

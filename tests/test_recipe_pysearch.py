@@ -179,3 +179,13 @@ def test_real_pypi_search_and_disagreement(tmp_path: Path) -> None:
     python = d.recipe.environment.python  # type: ignore[attr-defined]
     assert (python.version, python.source) == ("3.12", "stated")  # type: ignore[attr-defined]
     assert "chosen over python 3.9 in runtime.txt line 1" in python.reason  # type: ignore[attr-defined]
+
+
+def test_a_conda_environment_may_state_an_older_python_conda_forge_builds(tmp_path: Path) -> None:
+    (tmp_path / "environment.yml").write_text("dependencies:\n  - python=3.7\n  - numpy\n")
+    d = derive(RepoTree.scan(tmp_path), name="r", source=SRC, pythons=PYTHONS)
+    assert (d.recipe.environment.python.version, d.recipe.environment.python.source) == ("3.7", "stated")
+    (tmp_path / "environment.yml").unlink()
+    (tmp_path / "runtime.txt").write_text("python-3.7\n")
+    with pytest.raises(RecipeError, match=r"python 3\.7 is outside what the factory can build \(3\.8–3\.15"):
+        derive(RepoTree.scan(tmp_path), name="r", source=SRC, pythons=PYTHONS)

@@ -72,6 +72,7 @@ def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...
     placed = tree.at(layout.places)
     found = merge(tuple(detector(placed) for detector in DETECTORS))
     pythons = pythons or buildable(find_uv(), index=None, cache_dir=None)[0]
+    pythons = pythons.for_conda() if found.environment.conda else pythons  # micromamba makes that kernel env
     probe = python_override or _probe(found, pythons, python_default)
     found = sidebyside.decide(found, placed, attempt_for=attempt_for, probe=probe)  # conda and pip files together
     notes = [*layout.notes, *found.notes]

@@ -27,6 +27,7 @@ from imagefactory.files import atomic_write
 from imagefactory.recipe.index import IndexUnavailable, PackageIndex
 from imagefactory.recipe.wheels import fits, parse_version, release
 
+CONDA_FLOOR = "3.6"          # the oldest CPython conda-forge still serves for linux-64
 KERNEL_COMPILED = "pyzmq"   # ipykernel's compiled dependency: its wheels decide the newest usable minor
 TTL_S = 86400.0
 UV_LIST = ("python", "list", "--all-versions", "--only-downloads", "--output-format", "json")
@@ -52,6 +53,15 @@ class Pythons:
     def nearest(self, minor: str) -> str:
         """The buildable minor closest to `minor` (the oldest for an older one, the newest for a newer)."""
         return self.minors[0] if _key(minor) < _key(self.minors[0]) else self.minors[-1]
+
+    def for_conda(self) -> Pythons:
+        """The Pythons of a recipe whose kernel env micromamba makes from conda-forge, which still builds the
+        older minors uv no longer downloads (down to CONDA_FLOOR)."""
+        older = [f"3.{m}" for m in range(_key(CONDA_FLOOR)[1], _key(self.minors[0])[1])] if self.minors else []
+        if not older:
+            return self
+        return Pythons((*((m, f"{m}.99") for m in older), *self.patches),
+                       f"{self.source}; older ones from conda-forge for a conda environment")
 
     def to_dict(self) -> dict[str, Any]:
         return {"patches": [list(p) for p in self.patches], "source": self.source}
