@@ -151,6 +151,6 @@ def _check_packages(home: Home, recipe: Recipe, found: Checkout, progress: Progr
     if not outcome.ok:
         raise ResolveError(f"{home.recipe_path(recipe.name)}: packages do not resolve for Python "
                            f"{recipe.environment.python.version}: {outcome.message}",
-                           "fix the pins or the Python version in the recipe, or bake with --no-resolve")
+                           f"{outcome.hint} (in the recipe), or bake with --no-resolve")
     progress(f"packages: {outcome.message}" if not outcome.pins else
              f"packages: {len(outcome.pins)} resolve for Python {recipe.environment.python.version} on linux x86_64")

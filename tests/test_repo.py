@@ -155,3 +155,28 @@ def test_remote_commit_asks_ls_remote_for_branches_and_tags(make_repo: MakeRepo,
         remote_commit(url, "gone", timeout=10)
     with pytest.raises(CommandError):
         remote_commit((tmp_path / "nowhere").as_uri(), "main", timeout=10)
+
+
+def test_a_local_repo_on_a_detached_head_is_baked_at_its_checked_out_commit(make_repo: MakeRepo,
+                                                                            tmp_path: Path) -> None:
+    root = make_repo({"which.txt": "first\n"}, name="detached")
+    git(root, "checkout", "-q", "--detach")
+    (root / "which.txt").write_text("detached\n")
+    git(root, "commit", "-q", "-am", "only on the detached HEAD")
+    head = git(root, "rev-parse", "HEAD")
+    said: list[str] = []
+    found = resolve(str(root), ref=None, cache_dir=tmp_path / "c", catalog_repos={}, progress=said.append)
+    assert (found.commit, found.ref) == (head, head)
+    assert (found.path / "which.txt").read_text() == "detached\n"
+    assert any("detached HEAD" in line and head[:12] in line for line in said)
+
+
+def test_a_repo_missing_objects_is_named_as_damaged_not_as_a_url_problem(make_repo: MakeRepo,
+                                                                        tmp_path: Path) -> None:
+    root = make_repo({"a.txt": "a\n"}, name="damaged")
+    blob = git(root, "rev-parse", "HEAD:a.txt")
+    (root / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    with pytest.raises(RepoError) as caught:
+        resolve(str(root), ref=None, cache_dir=tmp_path / "c", catalog_repos={}, progress=quiet)
+    assert "lacks objects" in caught.value.message and blob in caught.value.message
+    assert f"git -C {root} fsck" in caught.value.hint and "ssh" not in str(caught.value)

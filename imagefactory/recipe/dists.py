@@ -12,10 +12,11 @@ from typing import Any
 
 from imagefactory.documents import clip, load_toml
 from imagefactory.errors import RecipeError
+from imagefactory.recipe.detect.lock import LOCKS
 from imagefactory.recipe.envfile import parse_environment
 from imagefactory.recipe.model import Recipe
 from imagefactory.recipe.requirements import follow, parse_requirements
-from imagefactory.recipe.tree import RepoTree
+from imagefactory.recipe.tree import RepoTree, join, parent
 
 CONDA_NAME = re.compile(r"(?:[\w.-]+::)?([A-Za-z0-9_][A-Za-z0-9_.-]*)")
 REQ_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -44,7 +45,11 @@ def declared(recipe: Recipe, tree: RepoTree) -> Declared:
 
 
 def _pipfile_names(tree: RepoTree, rel: str) -> list[str]:
-    """[packages] of a Pipfile, or `default` of a Pipfile.lock."""
+    """[packages] of a Pipfile, `default` of a Pipfile.lock, or, for a project's lock file (uv.lock,
+    poetry.lock, pdm.lock: `recipe.detect.lock`), the project's own dependencies in the pyproject.toml
+    beside it (what the lock installs for it; not the dev groups)."""
+    if rel.rsplit("/", 1)[-1] in LOCKS:
+        return _project_names(tree, join(parent(rel), "pyproject.toml"))
     text = tree.read_text(rel)
     if rel.endswith(".lock"):
         try:
@@ -55,3 +60,17 @@ def _pipfile_names(tree: RepoTree, rel: str) -> list[str]:
         data = load_toml(text, rel)
     section = data.get("default" if rel.endswith(".lock") else "packages") if isinstance(data, dict) else None
     return list(section) if isinstance(section, dict) else []
+
+
+def _project_names(tree: RepoTree, rel: str) -> list[str]:
+    """The names in `[project] dependencies` and `[tool.poetry.dependencies]` (without python)."""
+    if not tree.has(rel):
+        return []
+    data = load_toml(tree.read_text(rel), rel)
+    project = data.get("project") if isinstance(data.get("project"), dict) else {}
+    names = [m.group(0) for dep in project.get("dependencies") or () if isinstance(dep, str)
+             and (m := REQ_NAME.match(dep.strip()))]
+    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+    poetry = tool.get("poetry") if isinstance(tool.get("poetry"), dict) else {}
+    deps = poetry.get("dependencies") if isinstance(poetry.get("dependencies"), dict) else {}
+    return names + [name for name in deps if name.lower() != "python"]
