@@ -28,12 +28,14 @@ from imagefactory.home import Home
 from imagefactory.incremental import decide, environment_inputs, observe_amis
 from imagefactory.packer import find_packer
 from imagefactory.preflight import preflight
+from imagefactory.pricing import image_storage, load_table
 from imagefactory.provision import environment_stages_digest
 from imagefactory.recipe import Recipe
 from imagefactory.recipe_commands import bake_recipe, rehearsal, resolve_check
 from imagefactory.render import ParentImage
 from imagefactory.repo import Checkout
 from imagefactory.sandbox.archive import image_path
+from imagefactory.smoke import proof_lines
 
 Progress = Callable[[str], None]
 
@@ -125,6 +127,11 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     progress(f"baked {recipe.name} build {build_id} ({target.kind}):")
     for region, ami in sorted(build.amis.items()):
         progress(f"  {region:<16} {ami}")
+    for line in proof_lines(build.image_manifest or {}):  # what the smoke test measured in the image
+        progress(line)
+    used = (build.image_manifest or {}).get("disk_used_bytes")
+    if isinstance(used, int):  # measured in the image by 85-manifest (provisioned builds)
+        progress(image_storage(load_table(), used, sorted(build.amis)))
     cat_path = home.catalog_path(target.kind)
     progress(f"catalog: {cat_path} (invoke catalog.show {recipe.name})")
     return BakeResult(image=recipe.name, build_id=build_id, target=target.kind, status="available",
@@ -199,6 +206,6 @@ def _check_packages(home: Home, recipe: Recipe, found: Checkout, progress: Progr
     if not outcome.ok:
         raise ResolveError(f"{home.recipe_path(recipe.name)}: packages do not resolve for Python "
                            f"{recipe.environment.python.version}: {outcome.message}",
-                           "fix the pins or the Python version in the recipe, or bake with --no-resolve")
+                           f"{outcome.hint} (in the recipe), or bake with --no-resolve")
     progress(f"packages: {outcome.message}" if not outcome.pins else
              f"packages: {len(outcome.pins)} resolve for Python {recipe.environment.python.version} on linux x86_64")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from imagefactory import __version__, catalog
+from imagefactory import __version__, catalog, contract
 from imagefactory import packer as packer_mod
 from imagefactory.bake_failure import emulator_watch, finish_failed
 from imagefactory.base_images import BASES
@@ -34,17 +34,19 @@ from imagefactory.provision import (
     stage_provision_dir,
 )
 from imagefactory.recipe import Recipe, RepoTree
+from imagefactory.recipe.syslibs import load_table
 from imagefactory.render import (
     Features,
     ParentImage,
     SshEndpoint,
+    deprecation_time,
     make_build_dir,
     packer_vars,
     template_files,
     write_build_dir,
 )
 from imagefactory.repo import Checkout
-from imagefactory.smoke import smoke_packages
+from imagefactory.smoke import smoke_config
 
 Progress = Callable[[str], None]
 
@@ -95,7 +97,8 @@ class Job:
                  else Provisioners())
         return packer_vars(self.recipe, build_id=self.build_id, target=self.target.kind,
                            factory_version=__version__, endpoint=self.target.endpoint, ssh=ssh,
-                           provisioners=steps, ssh_sources=(self.ssh_source,), parent=self.parent)
+                           provisioners=steps, ssh_sources=(self.ssh_source,),
+                           deprecate_at=deprecation_time(self.recipe, datetime.now(UTC)), parent=self.parent)
 
     def check_values(self) -> dict[str, Any]:
         """Refuse an unsafe value (RenderError) before anything is started; returns the checked values."""
@@ -106,7 +109,8 @@ class Job:
             config = provision_config(self.recipe, build_id=self.build_id, packer_version=self.packer.caps.text,
                                       factory_version=__version__, target=self.target.kind, autostop_minutes=None,
                                       kernel_name=self.recipe.name,
-                                      smoke=smoke_packages(self.recipe, RepoTree.scan(self.found.path)),
+                                      smoke=smoke_config(self.recipe, RepoTree.scan(self.found.path),
+                                                         load_table(self.home.root)),
                                       parent_build=self.parent.build_id if self.parent else None,
                                       environment_inputs=self.inputs)
             stage_provision_dir(self.build_dir, self.recipe, config, self.found.path, self.extra_ca,
@@ -160,6 +164,7 @@ class Job:
                      ref=self.found.ref, recipe_digest=self.recipe.digest(), python=env.python.version,
                      python_override=env.python.source == "override", packer_version=self.packer.caps.text,
                      factory_version=__version__, build_dir=str(self.build_dir), provisioned=self.provision,
+                     contract_digest=contract.digest(self.home.packer_dir),
                      parent_build=self.parent.build_id if self.parent else None)
 
     def entry(self) -> dict[str, str]:

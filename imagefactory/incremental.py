@@ -12,7 +12,8 @@ failing check is the one-line reason a full bake is made instead:
   repository's environment files: pip/conda/Pipfile files and their includes, the packaging files when
   the repo is installed) are the ones this bake would use;
 - fewer than `rebuild.max_chain` incremental builds lead up to the parent;
-- the parent's AMI is still there, available and not deprecated, in every region of the recipe.
+- the parent's AMI is still there, available and not deprecated (by the catalog, as `prune` records it,
+  or by EC2's DeprecationTime), in every region of the recipe.
 
 `environment_inputs` (reads the checkout) and `observe_amis` (asks EC2) gather what `decide` needs.
 """
@@ -94,6 +95,8 @@ def decide(catalog: Catalog, *, image: str, parent_id: str, provision: bool, rec
     if chain >= max_chain:
         return _full(f"parent build {parent_id} ends a chain of {chain} incremental builds "
                      f"(rebuild.max_chain is {max_chain})")
+    for region, when in sorted(parent.deprecated_at.items()):  # recorded by prune
+        return _full(f"parent build {parent_id}'s AMI in {region} was deprecated at {when}")
     for region, state in sorted((amis or {}).items()):
         ami = parent.amis.get(region, "no AMI")
         if state != AMI_OK:

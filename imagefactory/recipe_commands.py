@@ -9,7 +9,7 @@ repository, one derives and writes, the other waits and reads what was written.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,12 @@ from imagefactory.recipe import (
     load_recipe,
     write_recipe,
 )
-from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, redefault
+from imagefactory.recipe.model import Environment
+from imagefactory.recipe.pysearch import Attempt, resolving_attempt
+from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, override_spec, redefault
+from imagefactory.recipe.pythons import buildable
+from imagefactory.recipe.resolve import find_uv
+from imagefactory.recipe.syslibs import load_table
 from imagefactory.repo import Checkout
 
 Progress = Callable[[str], None]
@@ -65,22 +70,42 @@ class CheckOutcome:
     ok: bool
     message: str
     pins: tuple[str, ...] = ()
+    hint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "ok": self.ok, "message": self.message, "pins": list(self.pins)}
+        return {"name": self.name, "path": self.path, "ok": self.ok, "message": self.message, "pins": list(self.pins),
+                **({"hint": self.hint} if not self.ok else {})}
+
+    def error(self) -> ResolveError:
+        """The failure as the one-line error the command ends with."""
+        return ResolveError(f"{self.path}: {self.message}", self.hint)
 
 
 def derive_for(home: Home, spec: str, *, ref: str | None, name: str | None, regions: tuple[str, ...] | None,
-               progress: Progress) -> tuple[Derivation, Path]:
+               progress: Progress, python: str | None = None, folder: str | None = None,
+               add_missing: bool = False) -> tuple[Derivation, Path]:
     """Check out `spec` and derive its recipe (not written). Returns it and the checkout path."""
     found = checkout(home, spec, ref=ref, name=name, progress=progress)
-    return _derive(home, found, regions, FACTORY_DEFAULT), found.path
+    return _derive(home, found, regions, FACTORY_DEFAULT, python, folder, add_missing), found.path
 
 
-def _derive(home: Home, found: Checkout, regions: tuple[str, ...] | None, default: PythonDefault) -> Derivation:
+def _derive(home: Home, found: Checkout, regions: tuple[str, ...] | None, default: PythonDefault,
+            python: str | None = None, folder: str | None = None, add_missing: bool = False) -> Derivation:
+    """The derivation, with the Pythons that can be built (uv's list cut by the index, cached in the home),
+    when the target can build several a search with the resolver (answers cached in the home), and the
+    home's system-package table."""
     source = Source(repo=found.url, ref=found.ref, commit=found.commit)
-    return derive(RepoTree.scan(found.path), name=found.name, source=source, regions=regions,
-                  index=package_index(home), python_default=default)
+    index = package_index(home)
+    tree = RepoTree.scan(found.path)
+    pythons, notes = buildable(find_uv(), index=index, cache_dir=home.cache_dir)
+
+    def attempt_for(env: Environment) -> Attempt | None:
+        return None if index is None else resolving_attempt(env, tree, index, home.cache_dir / "python-search")
+
+    derivation = derive(tree, name=found.name, source=source, regions=regions, index=index,
+                        python_default=default, python_override=python, pythons=pythons, attempt_for=attempt_for,
+                        folder=folder, add_missing=add_missing, system_table=load_table(home.root))
+    return replace(derivation, notes=(*derivation.notes, *notes))
 
 
 def recipe_lock(home: Home, name: str) -> Path:
@@ -89,11 +114,22 @@ def recipe_lock(home: Home, name: str) -> Path:
 
 
 def derive_recipe(home: Home, spec: str, *, ref: str | None = None, name: str | None = None, force: bool = False,
+                  add_missing: bool = False, python: str | None = None, folder: str | None = None,
                   progress: Progress) -> RecipeOutcome:
-    derivation, _ = derive_for(home, spec, ref=ref, name=name, regions=None, progress=progress)
+    """Derive and write recipes/NAME.yaml. `python`: the version to use whatever the repository states;
+    `folder`: the sub-folder to take the environment files from; `add_missing` adds the distributions found
+    for the code's missing imports to `environment.packages`: of a fresh derivation, or of your existing
+    recipe (only that field changes; your other edits and comments stay)."""
+    derivation, _ = derive_for(home, spec, ref=ref, name=name, regions=None, progress=progress, python=python,
+                               folder=folder, add_missing=add_missing)
     path = home.recipe_path(derivation.recipe.name)
     with locked(recipe_lock(home, derivation.recipe.name), what=f"recipe {path}"):
-        result = write_recipe(path, derivation.recipe, force=force)
+        if add_missing and path.exists() and not force and derivation.working is not None:
+            yours = load_recipe(path)
+            extra = tuple(d for d in derivation.working.packages_added if d not in yours.environment.packages)
+            result = write_recipe(path, yours.with_packages((*yours.environment.packages, *extra)), force=True)
+        else:
+            result = write_recipe(path, derivation.recipe, force=force)
     return RecipeOutcome(derivation.recipe.name, str(path), result.written, result.diff, derivation)
 
 
@@ -115,7 +151,7 @@ def bake_recipe(home: Home, found: Checkout, *, regions: tuple[str, ...] | None,
             progress(f"recipe: using {path} (yours to edit; 'invoke recipe --repo ... --force' re-derives it)")
             recipe = recipe.with_source(source)
         else:
-            derivation = _derive(home, found, regions, default)
+            derivation = _first_derivation(home, found, regions, default, python)
             recipe = derivation.recipe
             write_recipe(path, recipe)
             notes.extend(derivation.notes)
@@ -132,16 +168,31 @@ def bake_recipe(home: Home, found: Checkout, *, regions: tuple[str, ...] | None,
     if regions:
         recipe = recipe.with_regions(regions)
     if python:
+        pythons, _ = buildable(find_uv(), index=package_index(home), cache_dir=home.cache_dir)
+        override_spec(python, pythons.for_conda() if recipe.environment.conda else pythons)
         overridden = recipe.with_python(PythonSpec(python, "override", "--python given on the command line"))
         recipe = Recipe.from_dict(overridden.to_dict(), "--python")  # the override, validated like a recipe file
     return recipe, path, notes
+
+
+def _first_derivation(home: Home, found: Checkout, regions: tuple[str, ...] | None, default: PythonDefault,
+                      python: str | None) -> Derivation:
+    """The recipe a first bake writes: the repository's own Python; with --python, one the repository states
+    that cannot be built (2.7, 3.5) does not stop the bake: the recipe records the override instead."""
+    try:
+        return _derive(home, found, regions, default)
+    except RecipeError:
+        if python is None:
+            raise
+        return _derive(home, found, regions, default, python)
 
 
 def resolve_check(home: Home, recipe: Recipe, tree_root: Path) -> CheckOutcome:
     from imagefactory.recipe.resolve import resolve
 
     result = resolve(recipe, RepoTree.scan(tree_root), index=package_index(home))
-    return CheckOutcome(recipe.name, str(home.recipe_path(recipe.name)), result.ok, result.message, result.pins)
+    return CheckOutcome(recipe.name, str(home.recipe_path(recipe.name)), result.ok, result.message, result.pins,
+                        result.hint)
 
 
 def rehearsal(home: Home, recipe: Recipe, tree_root: Path) -> Callable[[str], str | None]:
@@ -157,7 +208,8 @@ def rehearsal(home: Home, recipe: Recipe, tree_root: Path) -> Callable[[str], st
 
 
 def check(home: Home, name: str, *, resolve: bool, progress: Progress) -> CheckOutcome:
-    """Validate recipes/NAME.yaml and, with `resolve`, its pip packages; ResolveError names the first conflict."""
+    """Validate recipes/NAME.yaml and, with `resolve`, its pip packages. An invalid recipe raises; packages
+    that do not resolve give an outcome that is not ok (its `error()` names what failed)."""
     path = home.recipe_path(name)
     if not path.exists():
         known = sorted(p.stem for p in home.recipes_dir.glob("*.yaml"))
@@ -167,10 +219,7 @@ def check(home: Home, name: str, *, resolve: bool, progress: Progress) -> CheckO
     if not resolve:
         return CheckOutcome(name, str(path), True, "valid")
     found = checkout(home, recipe.source.repo, ref=_ref_for(recipe), name=name, progress=progress)
-    outcome = resolve_check(home, recipe, found.path)
-    if not outcome.ok:
-        raise ResolveError(f"{outcome.path}: {outcome.message}", "fix the pins or the Python version")
-    return outcome
+    return resolve_check(home, recipe, found.path)
 
 
 def _ref_for(recipe: Recipe) -> str | None:

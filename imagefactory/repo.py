@@ -27,11 +27,15 @@ import git
 from imagefactory.errors import RepoError
 from imagefactory.files import locked
 from imagefactory.names import NAME_RE as IMAGE_NAME_RE
-from imagefactory.proc import MissingProgram
+from imagefactory.proc import MissingProgram, run
 
 URL_RE = re.compile(r"(?:[a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:).+", re.IGNORECASE)
 GITHUB_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
+MISSING_OBJECTS = re.compile(r"unable to read [0-9a-f]{7,}|did not send all necessary objects|"
+                             r"missing (blob|tree|commit) object|bad object [0-9a-f]{7,}|could not read [0-9a-f]{7,}|"
+                             r"promisor remote|repository corruption", re.IGNORECASE)
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GCM_INTERACTIVE": "never"}
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ def resolve(spec: str, *, ref: str | None, cache_dir: Path, catalog_repos: dict[
 
 def _fetch(url: str, ref: str | None, cache_dir: Path, progress: Callable[[str], None]) -> Checkout:
     """Fetch `ref` of `url` into the URL's mirror (under its lock), then the commit's own checkout."""
-    place = cache_dir / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    place = _place(cache_dir, url)
     started = time.monotonic()
     progress(f"repo: fetching {url} at {ref or 'its default branch'} ...")
     try:
@@ -130,17 +134,38 @@ def _fetch(url: str, ref: str | None, cache_dir: Path, progress: Callable[[str],
             with mirror.git.custom_environment(**GIT_ENV):
                 branch = ref or _default_branch(mirror, url)
                 commit = _fetch_ref(mirror, branch)
+                if ref is None and branch == commit:
+                    progress(f"repo: {url} has a detached HEAD: using its checked-out commit {commit[:12]}")
                 mirror.git.update_ref(f"refs/imagefactory/{commit}", commit)
         path = _commit_checkout(place, commit)
     except git.GitCommandNotFound:
         raise MissingProgram("git") from None
     except git.GitCommandError as exc:
-        lines = [ln for ln in (exc.stderr or "").strip().splitlines() if ln.strip()]
-        reason = lines[-1].strip().removeprefix("stderr: ").strip("' ") if lines else str(exc)
-        raise RepoError(f"cannot fetch {ref or 'the default branch'} of {url}: {reason}",
-                        "check the URL and ref; for a private repo use an ssh URL with a loaded key") from None
+        raise fetch_error(url, ref, exc.stderr or str(exc)) from None
     progress(f"repo: {url} @ {branch} = {commit[:12]} ({time.monotonic() - started:.1f}s)")
     return Checkout(image_name(url), url, branch, commit, path, True)
+
+
+def _place(cache_dir: Path, url: str) -> Path:
+    """The clone cache's folder of one URL: its mirror.git and commits/."""
+    return cache_dir / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def fetch_error(url: str, ref: str | None, stderr: str) -> RepoError:
+    """What a failed fetch says: missing objects (a partial or damaged clone) apart from everything else."""
+    lines = [ln.strip().removeprefix("stderr: ").strip("' ") for ln in stderr.strip().splitlines() if ln.strip()]
+    what = f"cannot fetch {ref or 'the default branch'} of {url}"
+    missing = next((ln for ln in lines if MISSING_OBJECTS.search(ln)), None)
+    if missing is not None:
+        where = url.removeprefix("file://") if url.startswith("file://") else url
+        fix = (f"run 'git -C {where} fsck' to see what is missing, then fetch it again ('git fetch --refetch' or "
+               "'git fetch --unshallow') or make a fresh clone" if url.startswith("file://") else
+               "the server's copy is damaged: tell its owner, or use another clone")
+        return RepoError(f"{what}: the repository lacks objects its history needs (a partial or damaged clone): "
+                         f"{missing.removeprefix('remote: ')}", fix)
+    reason = lines[-1] if lines else "git failed with no message"
+    return RepoError(f"{what}: {reason}",
+                     "check the URL and ref; for a private repo use an ssh URL with a loaded key")
 
 
 def _init(place: Path, url: str) -> git.Repo:
@@ -183,10 +208,14 @@ def _read_only(root: Path) -> None:
 
 
 def _default_branch(repo: git.Repo, url: str) -> str:
+    """The branch HEAD names; for a detached HEAD (a local checkout of a commit), that commit."""
     out = repo.git.ls_remote("--symref", "origin", "HEAD")
     for line in out.splitlines():
         if line.startswith("ref: refs/heads/"):
             return line.split()[1].removeprefix("refs/heads/")
+    detached = [line.split()[0] for line in out.splitlines() if line.endswith("\tHEAD")]
+    if detached and re.fullmatch(r"[0-9a-f]{40,64}", detached[0]):
+        return detached[0]
     raise git.GitCommandError(["git", "ls-remote"], 128, f"{url} has no default branch (empty repository?)")
 
 
@@ -196,7 +225,9 @@ def _fetch_ref(repo: git.Repo, ref: str) -> str:
     try:
         repo.git.fetch("--depth", "1", "origin", ref)
         return repo.git.rev_parse("FETCH_HEAD^{commit}")
-    except git.GitCommandError:
+    except git.GitCommandError as exc:
+        if MISSING_OBJECTS.search(str(exc.stderr or "")):
+            raise  # the source lacks objects: a full fetch cannot help
         repo.git.fetch("--tags", "origin", "+refs/heads/*:refs/remotes/origin/*")
         target = next((c for c in (f"origin/{ref}", ref) if _rev_exists(repo, c)), None)
         if target is None:
@@ -210,3 +241,24 @@ def _rev_exists(repo: git.Repo, rev: str) -> bool:
         return True
     except git.GitCommandError:
         return False
+
+
+def remote_commit(url: str, ref: str, *, timeout: float) -> str:
+    """The commit branch or tag `ref` of `url` points at now, asked with `git ls-remote` (no clone, no
+    fetch); a commit id is its own answer. Raises RepoError when the ref is gone, CommandError when git
+    fails (repository gone, no network), subprocess.TimeoutExpired after `timeout` seconds."""
+    if COMMIT_RE.fullmatch(ref):
+        return ref
+    done = run(["git", "ls-remote", "--", url, f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"],
+               env={**os.environ, **GIT_ENV}, timeout=timeout)
+    found = dict(reversed(line.split("\t", 1)) for line in done.stdout.splitlines() if "\t" in line)
+    for name in (f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", f"refs/tags/{ref}"):  # a tag's commit, peeled
+        if name in found:
+            return found[name]
+    raise RepoError(f"{url} has no branch or tag {ref!r} any more", "bake it again with --ref naming one that exists")
+
+
+def cached_checkout(cache_dir: Path, url: str, commit: str) -> Path | None:
+    """The checkout of `commit` of `url` a bake left in the clone cache, if it is there."""
+    path = _place(cache_dir, url) / "commits" / commit
+    return path if path.is_dir() else None

@@ -109,6 +109,8 @@ def test_failed_other_image_unprovisioned_and_old_parents_give_full_bakes() -> N
     assert choose(two, parent="o").reason == "parent build o is a build of image other, not demo"
     assert choose(cat(build("a", status="failed"))).reason == "parent build a is failed, not available"
     assert choose(cat(build("a", provisioned=False))).reason == "parent build a was not provisioned (API-only)"
+    pruned = replace(build("a"), deprecated_at={"us-east-2": "2026-02-01T00:00:00Z"})
+    assert choose(cat(pruned)).reason == "parent build a's AMI in us-east-2 was deprecated at 2026-02-01T00:00:00Z"
     old = replace(build("a"), image_manifest={"build_id": "a"})
     assert "records no environment inputs" in str(choose(cat(old)).reason)
 

@@ -107,12 +107,12 @@ def test_pyproject_package(tmp_path: Path) -> None:
 # --- Pipfile -----------------------------------------------------------------------------------------
 
 def test_pipfile_and_lock(tmp_path: Path) -> None:
-    lock = '{"_meta": {"requires": {"python_version": "3.7"}}, "default": {"numpy": {"version": "==1.18.1"}}}'
+    lock = '{"_meta": {"requires": {"python_version": "3.9"}}, "default": {"numpy": {"version": "==1.18.1"}}}'
     d = run(tmp_path, {"Pipfile": "[packages]\nnumpy = '==1.18.1'\n", "Pipfile.lock": lock,
                        "requirements.txt": "requests\n"})
     env = d.recipe.environment
     assert env.pipfile == "Pipfile.lock" and env.pip == ("requirements.txt",)
-    assert env.python.version == "3.7"
+    assert env.python.version == "3.9"
 
 
 def test_bad_pipfile_names_line(tmp_path: Path) -> None:
@@ -190,7 +190,9 @@ def test_search_other_folders_shallowest_then_alphabetical(tmp_path: Path) -> No
     d = run(tmp_path, {"a/deep/requirements.txt": "x\n", "zeta/requirements.txt": "y\n",
                        "beta/environment.yml": "dependencies: [z]\n", ".github/requirements.txt": "q\n"})
     assert d.recipe.environment.conda == ("beta/environment.yml",)
-    assert set(why(d.ignored)) == {"a/deep/requirements.txt", "zeta/requirements.txt"}
+    ignored = why(d.ignored)
+    assert set(ignored) == {"a/deep/requirements.txt", "zeta/requirements.txt", ".github/requirements.txt"}
+    assert ignored[".github/requirements.txt"] == "in a hidden folder (.github/): not searched for environment files"
 
 
 def test_package_root_searches_only_named_folders(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from imagefactory.home import Home
 from imagefactory.preflight import preflight
 from imagefactory.proc import MissingProgram
 from imagefactory.recipe import PackageIndex, PythonSpec, RepoTree, Source, derive
-from imagefactory.recipe.resolve import first_conflict, resolve
+from imagefactory.recipe.resolve import resolve
 from imagefactory.recipe_commands import rehearsal
 
 SRC = Source("https://example.org/repo.git", None, "0" * 40)
@@ -61,15 +61,6 @@ def test_timeout_is_bounded(tmp_path: Path, server: Any) -> None:
     recipe, tree = setup(tmp_path, {"requirements.txt": "numpy==1.18.1\n"}, "3.8")
     result = resolve(recipe, tree, index=index, timeout=0.001)
     assert not result.ok and "did not finish within" in result.message
-
-
-def test_first_conflict_takes_the_cause_line() -> None:
-    stderr = ("  × No solution found when resolving dependencies:\n  ╰─▶ Because foo==1 depends on bar>2\n"
-              "      and you require bar<2, we can conclude that your requirements are unsatisfiable.\n")
-    assert first_conflict(stderr) == "Because foo==1 depends on bar>2"
-    plain = "error: No solution found\n  cause: Because x has no usable wheels, unsatisfiable.\n\nhint: y\n"
-    assert first_conflict(plain) == "Because x has no usable wheels, unsatisfiable."
-    assert "s3cret" not in first_conflict("error: failed to fetch https://u:s3cret@host/simple/x/")
 
 
 @pytest.mark.network

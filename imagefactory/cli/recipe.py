@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagefactory.cli.common import REPO_HELP, home, render, say, task
+from imagefactory.errors import FactoryError
 from imagefactory.result import Result
 
 
@@ -13,14 +14,20 @@ from imagefactory.result import Result
     "ref": "Branch, tag or commit (default: the default branch)",
     "name": "Image/recipe name (default: from the repo's name)",
     "force": "Overwrite an existing recipe even if you edited it (default: show a diff, keep yours)",
-    "json": "Print the derivation (recipe, used, ignored, Python and reason) as JSON",
+    "add_missing": "Add the distributions found for the code's missing imports to environment.packages "
+                   "(of your recipe if it exists; nothing else in it changes)",
+    "python": "The kernel's Python (e.g. 3.11), whatever the repository states (source: override)",
+    "folder": "Take the environment files from this sub-folder instead of the one the search ranks first",
+    "json": "Print the derivation (recipe, used, ignored, Python and reason, imports, system packages) as JSON",
 })
 def derive(c: Any, repo: str, ref: str | None = None, name: str | None = None, force: bool = False,
+           add_missing: bool = False, python: str | None = None, folder: str | None = None,
            json: bool = False) -> None:
     """Derive recipes/NAME.yaml from a repo and explain what was used, ignored and why."""
     from imagefactory.recipe_commands import derive_recipe
 
-    outcome = derive_recipe(home(), repo, ref=ref, name=name, force=force, progress=say)
+    outcome = derive_recipe(home(), repo, ref=ref, name=name, force=force, add_missing=add_missing,
+                            python=python, folder=folder, progress=say)
     render(Result(outcome.to_dict(), outcome.text()), json)
 
 
@@ -33,5 +40,14 @@ def check(c: Any, name: str, resolve: bool = False, json: bool = False) -> None:
     """Validate recipes/NAME.yaml (file, field, fix); with --resolve, check its packages resolve."""
     from imagefactory.recipe_commands import check as check_recipe
 
-    outcome = check_recipe(home(), name, resolve=resolve, progress=say)
+    try:
+        outcome = check_recipe(home(), name, resolve=resolve, progress=say)
+    except FactoryError as exc:
+        if json:  # scripts read the failure too
+            render(Result({"name": name, "ok": False, "error": exc.message, "hint": exc.hint}, ""), True)
+        raise
+    if not outcome.ok:
+        if json:
+            render(Result(outcome.to_dict(), ""), True)
+        raise outcome.error()
     render(Result(outcome.to_dict(), f"{outcome.path}: {outcome.message}"), json)

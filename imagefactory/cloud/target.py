@@ -59,7 +59,7 @@ def python_default(kind: str) -> PythonDefault:
         return FACTORY_DEFAULT
     from imagefactory.sandbox.base import SANDBOX_PYTHON
 
-    return PythonDefault(SANDBOX_PYTHON, "the sandbox's own Python")
+    return PythonDefault(SANDBOX_PYTHON, "the sandbox's own Python", searches=False)  # it builds only that one
 
 
 def has_aws_credentials(env: Mapping[str, str], home: Path, on_ec2: Callable[[], bool]) -> bool:

@@ -6,16 +6,24 @@ through `index` (None: not at all). The result says what was used, what was igno
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from imagefactory.recipe import sidebyside
+from imagefactory.recipe.accounting import unaccounted
 from imagefactory.recipe.detect import DETECTORS
 from imagefactory.recipe.findings import Detection, Finding, merge
 from imagefactory.recipe.index import PackageIndex, redact
 from imagefactory.recipe.layout import decide
 from imagefactory.recipe.model import Environment, Recipe, Source
+from imagefactory.recipe.pysearch import AttemptFor
 from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, choose
+from imagefactory.recipe.pythons import Pythons, buildable
+from imagefactory.recipe.pyversions import admitted
+from imagefactory.recipe.resolve import find_uv
+from imagefactory.recipe.syslibs import Table
 from imagefactory.recipe.tree import RepoTree
+from imagefactory.recipe.working import Working, prove
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,7 @@ class Derivation:
     used: tuple[Finding, ...]
     ignored: tuple[Finding, ...]
     notes: tuple[str, ...]
+    working: Working | None = field(default=None)  # imports, system packages (imagefactory.recipe.working)
 
     def report(self) -> str:
         """The why-report: files used, files ignored and why, the Python version and its reason, notes."""
@@ -32,6 +41,8 @@ class Derivation:
         lines += _section("Used", self.used, "(nothing: no environment file found)")
         lines += _section("Ignored", self.ignored, "(nothing)")
         lines.append(f"Python: {py.version} ({py.source}) - {py.reason}")
+        if self.working is not None:
+            lines += self.working.report()
         if self.notes:
             lines.append("Notes:")
             lines += [f"  - {n}" for n in self.notes]
@@ -44,6 +55,7 @@ class Derivation:
             "ignored": [f.to_dict() for f in self.ignored],
             "python": self.recipe.to_dict()["environment"]["python"],
             "notes": list(self.notes),
+            **(self.working.to_dict() if self.working is not None else {}),
         }
 
 
@@ -56,16 +68,28 @@ def _section(title: str, findings: tuple[Finding, ...], empty: str) -> list[str]
 
 def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...] | None = None,
            python_override: str | None = None, index: PackageIndex | None = None,
-           python_default: PythonDefault = FACTORY_DEFAULT) -> Derivation:
-    """`python_default` is what the target builds when nothing states or infers a version."""
-    layout = decide(tree)
-    found = merge(tuple(detector(tree.at(layout.places)) for detector in DETECTORS))
+           python_default: PythonDefault = FACTORY_DEFAULT, pythons: Pythons | None = None,
+           attempt_for: AttemptFor | None = None, folder: str | None = None, add_missing: bool = False,
+           system_table: Table | None = None) -> Derivation:
+    """`python_default` is what the target builds when nothing states or infers a version; `pythons` what
+    can be built (default: uv's list, not cut by the index); `attempt_for` gives, for the environment found,
+    the resolver to search Pythons with (None: no search); `folder` the sub-folder to take the configuration
+    from instead of searching; `add_missing` adds the distributions found for the code's missing imports;
+    `system_table` is the system-package table (None: the bundled one)."""
+    layout = decide(tree, folder)
+    placed = tree.at(layout.places)
+    found = merge(tuple(detector(placed) for detector in DETECTORS))
+    pythons = pythons or buildable(find_uv(), index=None, cache_dir=None)[0]
+    pythons = pythons.for_conda() if found.environment.conda else pythons  # micromamba makes that kernel env
+    probe = python_override or _probe(found, pythons, python_default)
+    found = sidebyside.decide(found, placed, attempt_for=attempt_for, probe=probe)  # conda and pip files together
     notes = [*layout.notes, *found.notes]
     if index is not None and found.index_urls:
         index = index.with_url(found.index_urls[0])
         notes.append(f"Python inference asks the index named in the requirements: {redact(index.url)}")
+    attempt = attempt_for(found.environment) if attempt_for is not None else None
     python, py_notes = choose(found.python, found.pins, override=python_override, index=index,
-                              default=python_default)
+                              default=python_default, pythons=pythons, attempt=attempt)
     notes += py_notes
     env = found.environment
     if not (env.conda or env.pip or env.pipfile or env.install_repo):
@@ -74,8 +98,20 @@ def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...
     recipe = Recipe(name=name, source=source, environment=_environment(found, python))
     if regions:
         recipe = recipe.with_regions(tuple(regions))
+    # the working environment: the code's imports, system packages, notebooks (imagefactory.recipe.working)
+    recipe, working = prove(tree, recipe, pins=found.pins, index=index, table=system_table, add_missing=add_missing)
+    notes += working.notes
     recipe = Recipe.from_dict(recipe.to_dict(), origin=f"derived recipe '{name}'")
-    return Derivation(recipe, found.used, (*layout.ignored, *found.ignored), tuple(notes))
+    ignored = (*layout.ignored, *found.ignored)
+    ignored += unaccounted(placed, found.used, ignored)  # every environment-like file, with its reason
+    return Derivation(recipe, found.used, ignored, tuple(notes), working)
+
+
+def _probe(found: Detection, pythons: Pythons, default: PythonDefault) -> str:
+    """The Python to weigh a conda file against a pip file at: the conda file's own, else the default."""
+    conda = [m for c in found.python if c.origin.split(" line ")[0] in found.environment.conda
+             for m in admitted(c.spec, pythons.minors)]
+    return conda[-1] if conda else default.version
 
 
 def _environment(found: Detection, python: Any) -> Environment:

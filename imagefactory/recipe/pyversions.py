@@ -9,13 +9,10 @@ from __future__ import annotations
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-MINORS = tuple(f"3.{m}" for m in range(6, 14))  # the CPython minors the factory considers, oldest first
+# Every CPython 3 minor a constraint or a wheel tag is read against, oldest first. Which of them can be
+# built is data, not this list: see `imagefactory.recipe.pythons`.
+MINORS = tuple(f"3.{m}" for m in range(0, 20))
 PATCHES = (*range(0, 31), 99)
-# The newest patch release per minor: uv needs a full version (3.8 would mean 3.8.0).
-LATEST_PATCH = {
-    "3.6": "3.6.15", "3.7": "3.7.17", "3.8": "3.8.20", "3.9": "3.9.23", "3.10": "3.10.18",
-    "3.11": "3.11.13", "3.12": "3.12.11", "3.13": "3.13.5",
-}
 
 
 def specifier_sets(constraint: str) -> tuple[SpecifierSet, ...] | None:

@@ -23,13 +23,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
+from imagefactory.errors import ResolveError
 from imagefactory.proc import MissingProgram
 from imagefactory.recipe.envfile import parse_environment
-from imagefactory.recipe.index import DEFAULT_INDEX, IndexUnavailable, PackageIndex, redact
+from imagefactory.recipe.index import DEFAULT_INDEX, IndexUnavailable, PackageIndex
 from imagefactory.recipe.model import Recipe
-from imagefactory.recipe.pyversions import LATEST_PATCH
+from imagefactory.recipe.pythons import buildable
 from imagefactory.recipe.requirements import follow, parse_requirements
 from imagefactory.recipe.tree import RepoTree, normalize, parent
+from imagefactory.recipe.uvfailure import DEFAULT_HINT, explain
 from imagefactory.recipe.wheels import fits, release
 
 PLATFORM = "x86_64-manylinux_2_28"
@@ -42,6 +46,7 @@ class ResolveResult:
     ok: bool
     message: str
     pins: tuple[str, ...]
+    hint: str = DEFAULT_HINT    # what to do about a failure, fitting its cause
 
 
 def resolve(recipe: Recipe, tree: RepoTree, *, python_executable: str | None = None,
@@ -57,7 +62,8 @@ def resolve(recipe: Recipe, tree: RepoTree, *, python_executable: str | None = N
     with tempfile.TemporaryDirectory(prefix="imagefactory-resolve-") as tmp:
         reqs = Path(tmp) / "requirements.in"
         reqs.write_text("\n".join(lines) + "\n")
-        run = _Runner(reqs, tree.root, minor, python_executable or sys.executable, index, timeout)
+        run = _Runner(reqs, tree.root, minor, python_executable or sys.executable, index, timeout,
+                      tuple(_requirement_lines(recipe, tree)))
         result = run(compiled)
         late = _built_from_source(result.pins, compiled, index, minor) if result.ok else set()
         if late:
@@ -86,7 +92,29 @@ def _inputs(recipe: Recipe, tree: RepoTree) -> tuple[list[str], dict[str, str | 
                 lines.append(line.value)
         reqs = follow(tree, rel, env.pip)
         _add_names(names, reqs.names, reqs.pins)
+    for line in recipe.environment.packages:  # environment.packages (--add-missing): resolved with the files
+        lines.append(line)
+        pin = PIN_LINE.fullmatch(line.strip())
+        names.setdefault(canonicalize_name(re.split(r"[\[<>=!~;\s]", line.strip())[0]), pin.group(2) if pin else None)
+    lock = recipe.environment.pipfile
+    if lock is not None and lock.rsplit("/", 1)[-1] == "uv.lock":
+        exported = uv_export(tree.root / parent(lock))  # as the build installs it
+        lines += exported
+        for line in exported:
+            if m := PIN_LINE.match(line):
+                names.setdefault(m.group(1).lower(), m.group(2).rstrip(";"))
     return lines, names
+
+
+def uv_export(project: Path) -> list[str]:
+    """The locked requirements of a uv project, as the build exports them (markers kept, no hashes)."""
+    argv = [find_uv(), "export", "--frozen", "--no-hashes", "--no-emit-project", "--no-dev", "--no-header",
+            "--format", "requirements-txt", "--directory", str(project)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise ResolveError(f"{project / 'uv.lock'}: uv export failed: {explain(done.stderr, '', ()).message}",
+                           "run 'uv lock' in the project and commit uv.lock")
+    return [ln.strip() for ln in done.stdout.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def _add_names(names: dict[str, str | None], found: tuple[str, ...], pins: tuple) -> None:
@@ -97,7 +125,8 @@ def _add_names(names: dict[str, str | None], found: tuple[str, ...], pins: tuple
 
 def _skipped(recipe: Recipe) -> str:
     env = recipe.environment
-    parts = [what for what, present in (("conda packages", env.conda), ("the Pipfile", env.pipfile),
+    lock = env.pipfile if env.pipfile and not env.pipfile.endswith("uv.lock") else None
+    parts = [what for what, present in (("conda packages", env.conda), (lock or "", lock),
                                          ("the repository package", env.install_repo)) if present]
     return f" ({', '.join(parts)} not checked here)" if parts else ""
 
@@ -150,9 +179,10 @@ class _Runner:
     python: str
     index: PackageIndex
     timeout: float
+    requirements: tuple[str, ...]   # the requirement lines, to name the one that failed
 
     def __call__(self, only_binary: set[str]) -> ResolveResult:
-        argv = [*_uv(), "pip", "compile", str(self.reqs), "--python-version", LATEST_PATCH[self.minor],
+        argv = [*_uv(), "pip", "compile", str(self.reqs), "--python-version", full_version(self.minor),
                 "--python-platform", PLATFORM, "--python", self.python, "--no-header", "--no-annotate",
                 "--quiet"]
         for name in sorted(only_binary):
@@ -168,14 +198,25 @@ class _Runner:
         except FileNotFoundError:
             raise MissingProgram("uv") from None
         if proc.returncode != 0:
-            return ResolveResult(False, f"does not resolve for Python {self.minor} on linux x86_64: "
-                                        f"{first_conflict(proc.stderr)}", ())
+            failure = explain(proc.stderr, self.minor, self.requirements)
+            return ResolveResult(False, failure.message, (), failure.hint)
         pins = tuple(line.strip() for line in proc.stdout.splitlines()
                      if line.strip() and not line.lstrip().startswith("#"))
         return ResolveResult(True, "", pins)
 
 
+def full_version(minor: str) -> str:
+    """The newest patch uv knows of `minor` (3.8 alone would mean 3.8.0 and reject '>=3.8.1'); 3.X.99
+    for a minor uv no longer installs."""
+    pythons, _ = buildable(find_uv(), index=None, cache_dir=None)
+    return pythons.patch(minor) if minor in pythons.minors else f"{minor}.99"
+
+
 def _uv() -> list[str]:
+    return [find_uv()]
+
+
+def find_uv() -> str:
     """The uv program: the one installed with imagefactory (a dependency), else one on PATH.
     Its absence is MissingProgram, never a verdict on the user's pins."""
     try:
@@ -189,14 +230,29 @@ def _uv() -> list[str]:
             found = shutil.which("uv")
     if not found:
         raise MissingProgram("uv")
-    return [found]
+    return found
 
 
-def first_conflict(stderr: str) -> str:
-    """uv's first cause, on one line, credentials redacted."""
-    lines = [ln.strip(" ×╰─▶│").strip() for ln in stderr.splitlines()]
-    cause = next((ln for ln in lines if ln.startswith(("cause:", "Because"))), "")
-    if not cause:
-        cause = next((ln for ln in lines if ln and not ln.startswith("hint:")), "uv failed with no message")
-    cause = cause.removeprefix("cause:").strip()
-    return redact(" ".join(cause.split()))
+def _requirement_lines(recipe: Recipe, tree: RepoTree) -> list[str]:
+    """Every requirement line of the pip part (included files too), as written."""
+    out: list[str] = []
+    for rel in recipe.environment.pip:
+        for line in _walk_lines(tree, rel, parse_requirements(tree.read_text(rel), rel), set()):
+            out.append(line)
+    for rel in recipe.environment.conda:
+        out += [line.value for line in parse_environment(tree.read_text(rel), rel).pip
+                if line.kind in ("requirement", "url", "editable")]
+    return out
+
+
+def _walk_lines(tree: RepoTree, rel: str, lines: tuple, seen: set[str]) -> list[str]:
+    seen.add(rel)
+    out: list[str] = []
+    for line in lines:
+        if line.kind in ("requirement", "url", "editable"):
+            out.append(line.value)
+        elif line.kind == "requirement-file" and "://" not in line.value:
+            target = normalize(parent(rel), line.value)
+            if target and target not in seen and tree.has(target):
+                out += _walk_lines(tree, target, parse_requirements(tree.read_text(target), target), seen)
+    return out

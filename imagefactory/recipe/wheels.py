@@ -42,9 +42,9 @@ class Release:
     def compiled(self) -> bool:
         return any(t.platform != "any" for t in self.tags)
 
-    def minors(self) -> tuple[str, ...]:
-        """Minors with a usable wheel (compiled releases only)."""
-        return tuple(m for m in MINORS if any(fits(t, m) for t in self.tags))
+    def minors(self, among: tuple[str, ...] = MINORS) -> tuple[str, ...]:
+        """Minors (of `among`) with a usable wheel (compiled releases only)."""
+        return tuple(m for m in among if any(fits(t, m) for t in self.tags))
 
 
 def release(files: tuple[IndexFile, ...], version: str) -> Release | None:
@@ -61,6 +61,12 @@ def release(files: tuple[IndexFile, ...], version: str) -> Release | None:
         sdist = sdist or not parsed[1]
         rp = rp or f.requires_python
     return Release(frozenset(tags), sdist, rp) if found else None
+
+
+def parse_version(filename: str) -> Version | None:
+    """The version a wheel or sdist file name carries (None: not such a name)."""
+    parsed = _parse(filename)
+    return parsed[0] if parsed else None
 
 
 def _parse(filename: str) -> tuple[Version, frozenset[Tag]] | None:

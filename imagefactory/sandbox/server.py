@@ -28,9 +28,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from imagefactory.files import atomic_write
-from imagefactory.sandbox import policy
+from imagefactory.sandbox import image_lifecycle, policy
 from imagefactory.sandbox.emulator import (
     HEALTH_PATH,
+    PUBLISH_PATH,
     SANDBOX_ACCOUNT_ID,
     SERVER_FILE,
     SERVER_MARKER,
@@ -52,7 +53,7 @@ MUTATING_ACTIONS = frozenset(
         "UnlabelParameterVersion", "AddTagsToResource", "RemoveTagsFromResource",
         "CreateGrant", "RevokeGrant", "RetireGrant", "PutKeyPolicy",
     }
-)  # fmt: skip
+) | image_lifecycle.ACTIONS  # fmt: skip
 _FORM = "application/x-www-form-urlencoded"
 RESET_PATH = "/moto-api/reset"
 
@@ -124,6 +125,8 @@ class SandboxApp:
         path = environ.get("PATH_INFO")
         if path == HEALTH_PATH:
             return self._health(start_response)
+        if path == PUBLISH_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return self._publish(environ, start_response)
         if path == RESET_PATH:  # moto forgets everything, seeded images too: seed them again
             with self.store.lock:
                 return self._mutate(environ, start_response, reseed=True)
@@ -135,6 +138,22 @@ class SandboxApp:
     def _health(self, start_response: StartResponse) -> list[bytes]:
         body = json.dumps({"service": SERVER_MARKER, "pid": os.getpid()}).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _publish(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        """A newer Canonical base image in every region (`seed.publish`), kept by the next save."""
+        from imagefactory.sandbox import seed
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            asked = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            with self.store.lock:
+                made = seed.publish(SANDBOX_ACCOUNT_ID, str(asked["version"]), str(asked["serial"]))
+                self.store.save()
+            status, body = "200 OK", json.dumps(made).encode()
+        except (ValueError, KeyError, TypeError) as exc:
+            status, body = "400 Bad Request", str(exc).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
     def _mutate(self, environ: dict[str, Any], start_response: StartResponse, *, reseed: bool = False) -> list[bytes]:
@@ -173,6 +192,7 @@ def build_app(state_dir: Path) -> tuple[SandboxApp, StateStore]:
     """Seed, restore, and wrap moto's dispatcher; the returned store is already loaded."""
     _configure_moto()
     policy.install()
+    image_lifecycle.install()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     started = time.monotonic()

@@ -1,16 +1,23 @@
-"""Turn a Pipfile (or its Pipfile.lock, when one sits beside it) into a pip requirements file.
+"""Turn a Pipfile (or its Pipfile.lock, when one sits beside it), or a project's lock file (uv.lock,
+poetry.lock, pdm.lock), into a pip requirements file.
 
     python if_pipfile.py PATH/TO/Pipfile > requirements.txt
+    python if_pipfile.py PATH/TO/uv.lock > requirements.txt
 
-Only the default packages are taken, not dev-packages. Pins come from Pipfile.lock when present, else
-the Pipfile's own specifiers. Git, path and file entries become direct references; extra package
-sources become --extra-index-url lines. Runs on the tool venv's python (3.10 or newer, with tomli).
+uv.lock is exported by uv itself (`uv export --frozen --no-emit-project --no-dev`: markers kept, the
+project left to the repo's own install); poetry.lock and pdm.lock give their main (default) packages at the
+locked versions, with their markers. Only the default packages are taken, not dev-packages. Pins come
+from Pipfile.lock when present, else the Pipfile's own specifiers. Git, path and file entries become
+direct references; extra package sources become --extra-index-url lines. Runs on the tool venv's
+python (3.10 or newer, with tomli).
 """
 
 import json
 import os
+import subprocess
 import sys
 
+LOCKS = ("uv.lock", "poetry.lock", "pdm.lock")
 PYPI_HOSTS = ("https://pypi.org/simple", "https://pypi.python.org/simple")
 
 
@@ -49,7 +56,29 @@ def sources_lines(sources: list) -> list:
     return [f"--extra-index-url {u}" for u in urls if u and u.rstrip("/") not in PYPI_HOSTS]
 
 
+def locked(lock: str) -> list:
+    """The requirements of a project lock file, by its name."""
+    name = os.path.basename(lock)
+    if name == "uv.lock":
+        out = subprocess.run(["uv", "export", "--frozen", "--no-hashes", "--no-emit-project", "--no-dev",
+                              "--no-header", "--format", "requirements-txt", "--directory",
+                              os.path.dirname(os.path.abspath(lock))], check=True, capture_output=True, text=True)
+        return [ln for ln in out.stdout.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    main = "main" if name == "poetry.lock" else "default"
+    lines = []
+    for package in load_toml(lock).get("package", []):
+        groups = package.get("groups") or [package.get("category", main)]
+        if main not in groups or package.get("source", {}).get("type") in ("directory", "file"):
+            continue
+        marker = package.get("markers") or package.get("marker") or ""
+        marker = marker.get(main, "") if isinstance(marker, dict) else marker
+        lines.append(f"{package['name']}=={package['version']}" + (f" ; {marker}" if marker else ""))
+    return lines
+
+
 def convert(pipfile: str) -> list:
+    if os.path.basename(pipfile) in LOCKS:
+        return locked(pipfile)
     base = os.path.dirname(os.path.abspath(pipfile))
     lock = os.path.join(base, "Pipfile.lock")
     if os.path.exists(lock):

@@ -16,6 +16,7 @@ from typing import Protocol
 from imagefactory.recipe.detect import (
     apt,
     conda,
+    lock,
     package,
     pip,
     pipfile,
@@ -38,6 +39,7 @@ DETECTORS: tuple[Detector, ...] = (
     conda.detect,
     pip.detect,
     pipfile.detect,
+    lock.detect,
     package.detect,
     postbuild.detect,
     scripts.detect,

@@ -45,7 +45,7 @@ def _claims(tree: RepoTree, rel: str) -> list[PythonClaim]:
             project = load_toml(text, rel).get("project")
         except RecipeError:  # a pyproject.toml the factory cannot read states no Python: not an error here
             return []
-        spec = project.get("requires-python") if isinstance(project, dict) else None
+        spec = project.get("requires-python") if isinstance(project, dict) else _poetry_python(tree, rel)
     elif rel == "setup.cfg":
         parser = configparser.ConfigParser(interpolation=None)
         try:
@@ -60,3 +60,26 @@ def _claims(tree: RepoTree, rel: str) -> list[PythonClaim]:
         return []
     where = "python_requires" if rel != "pyproject.toml" else "requires-python"
     return [PythonClaim(spec.strip(), f"{rel} {where}", 4 if rel == "setup.py" else 3)]
+
+
+def _poetry_python(tree: RepoTree, rel: str) -> str | None:
+    """[tool.poetry.dependencies] python ('^3.10', '~3.9', '>=3.8,<3.12') as a PEP 440 specifier set."""
+    try:
+        tool = load_toml(tree.read_text(rel), rel).get("tool")
+    except RecipeError:
+        return None
+    poetry = tool.get("poetry") if isinstance(tool, dict) else None
+    deps = poetry.get("dependencies") if isinstance(poetry, dict) else None
+    value = deps.get("python") if isinstance(deps, dict) else None
+    if not isinstance(value, str):
+        return None
+    parts = []
+    for part in (p.strip() for p in value.split(",")):
+        caret, tilde = re.fullmatch(r"\^(\d+)(?:\.(\d+))?.*", part), re.fullmatch(r"~(\d+)\.(\d+).*", part)
+        if caret:
+            parts += [f">={part[1:]}", f"<{int(caret.group(1)) + 1}"]
+        elif tilde:
+            parts += [f">={part[1:]}", f"<{tilde.group(1)}.{int(tilde.group(2)) + 1}"]
+        else:
+            parts.append(part)
+    return ",".join(parts)

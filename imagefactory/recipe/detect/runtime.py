@@ -8,7 +8,7 @@ from imagefactory.errors import RecipeError
 from imagefactory.recipe.findings import Detection, Finding, PythonClaim
 from imagefactory.recipe.tree import RepoTree
 
-PYTHON = re.compile(r"python-(?P<v>3\.\d{1,2})(\.\d+)?")
+PYTHON = re.compile(r"python-(?P<v>[23]\.\d{1,2})(\.\d+)?")  # 2.x too: refused by the range, with the fix
 R = re.compile(r"r-((\d+\.\d+(\.\d+)?)-)?\d{4}-\d{2}-\d{2}")
 
 
