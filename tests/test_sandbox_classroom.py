@@ -109,6 +109,27 @@ def test_an_image_is_seen_and_launched_only_while_shared(emulator: EmulatorInfo,
     assert error_code(student.run_instances, ImageId=ami, MinCount=1, MaxCount=1) == "InvalidAMIID.NotFound"
 
 
+def test_a_shared_image_shows_the_owners_tags_to_the_owner_only(emulator: EmulatorInfo) -> None:
+    ami = new_image(emulator)
+    tags = [{"Key": "imagefactory:build-id", "Value": "20261202-000000-abcd"}, {"Key": "Name", "Value": "hydro"}]
+    owner(emulator).create_tags(Resources=[ami], Tags=tags)
+    owner(emulator).modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"UserId": STUDENTS[0]}]})
+    mine = owner(emulator).describe_images(ImageIds=[ami])["Images"][0]
+    assert sorted(mine["Tags"], key=lambda t: t["Key"]) == sorted(tags, key=lambda t: t["Key"])
+    student = as_account(emulator, STUDENTS[0])
+    seen = student.describe_images(ImageIds=[ami])["Images"][0]
+    assert seen["ImageId"] == ami and seen["OwnerId"] == SANDBOX_ACCOUNT_ID and seen.get("Tags", []) == []
+    assert seen["BlockDeviceMappings"] == mine["BlockDeviceMappings"] and seen["Name"] == mine["Name"]
+    listed = student.describe_images(ExecutableUsers=["self"])["Images"]
+    assert [i.get("Tags", []) for i in listed if i["ImageId"] == ami] == [[]]
+    by_tag = [{"Name": "tag:imagefactory:build-id", "Values": ["20261202-000000-abcd"]}]
+    assert [i["ImageId"] for i in owner(emulator).describe_images(Filters=by_tag)["Images"]] == [ami]
+    assert student.describe_images(Filters=by_tag)["Images"] == []
+    assert student.describe_images(Filters=[{"Name": "tag-key", "Values": ["Name"]}])["Images"] == []
+    assert [i["ImageId"] for i in student.describe_images(Filters=[{"Name": "image-id", "Values": [ami]}])[
+        "Images"]] == [ami]
+
+
 @pytest.mark.parametrize("permission", [
     {"OrganizationArn": "o-a1b2c3d4e5"},
     {"OrganizationArn": OU_ARN},

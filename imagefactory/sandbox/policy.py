@@ -7,6 +7,8 @@ once `install` ran):
 - An account sees and launches another account's image while it is public or shared with it: by account
   id, by the ARN of the organization it belongs to, or by the ARN of an OU it is in (nested OUs too). Any
   other account gets `InvalidAMIID.NotFound`, as for an image that does not exist.
+- Another account sees a shared image without the owner's tags (DescribeImages shows them, and its tag
+  filters match them, for the owner only).
 - Only the owner reads or changes an image's attributes (`AuthFailure` for anyone else).
 - Launch permissions name 12-digit accounts, `all`, or well-formed organization / OU ARNs; anything else is
   `InvalidAMIAttributeItemValue`, and nothing is changed.
@@ -158,12 +160,38 @@ def _foreign_images(backend: Any) -> list[Any]:
     return found
 
 
+class SharedView:
+    """An image as another account sees it: everything but the owner's tags (as on AWS)."""
+
+    def __init__(self, ami: Any) -> None:
+        self.__dict__["ami"] = ami
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ami, name)
+
+    def get_tags(self) -> list[dict[str, str]]:
+        return []
+
+    @property
+    def tag_set(self) -> list[dict[str, str]]:
+        return []
+
+    tag_list = tag_set
+
+    def get_filter_value(self, filter_name: str, method_name: str | None = None) -> Any:
+        if filter_name.startswith("tag:"):
+            return None
+        if filter_name in ("tag-key", "tag-value"):
+            return []
+        return self.ami.get_filter_value(filter_name, method_name)
+
+
 def _describe_images(self: Any, ami_ids: list[str] | None = None, filters: dict[str, Any] | None = None,
                      exec_users: list[str] | None = None, owners: list[str] | None = None) -> list[Any]:
     from moto.ec2.exceptions import InvalidAMIIdError, MalformedAMIIdError
     from moto.ec2.utils import generic_filter
 
-    images = [*self.amis.copy().values(), *_foreign_images(self)]
+    images = [*self.amis.copy().values(), *map(SharedView, _foreign_images(self))]
     if ami_ids:
         malformed = [i for i in ami_ids if not i.startswith("ami-")]
         if malformed:
