@@ -12,7 +12,9 @@ once `install` ran):
 - Only the owner reads or changes an image's attributes (`AuthFailure` for anyone else).
 - Launch permissions name 12-digit accounts, `all`, or well-formed organization / OU ARNs; anything else is
   `InvalidAMIAttributeItemValue`, and nothing is changed.
-- CopyImage with `Encrypted` encrypts the copy's snapshot with `KmsKeyId`, or the region's `aws/ebs` key.
+- CopyImage with `Encrypted` encrypts the copy's snapshot with `KmsKeyId`, or the region's `aws/ebs` key; the
+  copy remembers its source (`copied_from`: what it holds, for `sandbox.contents`) and takes the image tags of
+  its `TagSpecifications`.
 - An instance of another account's encrypted image whose key that account may not use (the AWS-managed
   `aws/ebs` key always; a customer key without a grant or key-policy statement for it) is accepted, then
   terminates at once with `Client.InternalError: Client error on launch`, as on AWS.
@@ -282,6 +284,10 @@ def _copy_image(original: Any) -> Any:
 
         source_backend = ec2_backends[self.ec2_backend.account_id][self._get_param("SourceRegion")]
         source = source_backend.describe_images(ami_ids=[self._get_param("SourceImageId")])
+        image.copied_from = {"region": self._get_param("SourceRegion"), "image": self._get_param("SourceImageId")}
+        for spec in self._get_param("TagSpecifications", []) or []:  # moto drops CopyImage's TagSpecifications
+            if spec.get("ResourceType") == "image" and spec.get("Tags"):
+                self.ec2_backend.create_tags([image.id], {t["Key"]: t["Value"] for t in spec["Tags"]})
         encrypted = str(self._get_param("Encrypted", "false")).lower() == "true"
         source_snapshot = source[0].ebs_snapshot if source else None
         if encrypted or (source_snapshot is not None and source_snapshot.encrypted):

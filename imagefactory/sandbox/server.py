@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from imagefactory.files import atomic_write
-from imagefactory.sandbox import policy
+from imagefactory.sandbox import contents, policy
 from imagefactory.sandbox.emulator import (
     HEALTH_PATH,
     SANDBOX_ACCOUNT_ID,
@@ -124,6 +124,8 @@ class SandboxApp:
         path = environ.get("PATH_INFO")
         if path == HEALTH_PATH:
             return self._health(start_response)
+        if path == contents.CONTENT_PATH:  # what an AMI holds, for the data plane (`sandbox.contents`)
+            return self._json(start_response, *contents.answer(environ.get("QUERY_STRING", "")))
         if path == RESET_PATH:  # moto forgets everything, seeded images too: seed them again
             with self.store.lock:
                 return self._mutate(environ, start_response, reseed=True)
@@ -133,8 +135,13 @@ class SandboxApp:
             return self._mutate(environ, start_response)
 
     def _health(self, start_response: StartResponse) -> list[bytes]:
-        body = json.dumps({"service": SERVER_MARKER, "pid": os.getpid()}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return self._json(start_response, "200 OK", {"service": SERVER_MARKER, "pid": os.getpid(),
+                                                     "state_dir": str(self.store.path.parent)})
+
+    @staticmethod
+    def _json(start_response: StartResponse, status: str, data: dict[str, Any]) -> list[bytes]:
+        body = json.dumps(data).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
     def _mutate(self, environ: dict[str, Any], start_response: StartResponse, *, reseed: bool = False) -> list[bytes]:

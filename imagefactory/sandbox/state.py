@@ -70,6 +70,8 @@ def _dump_image(backend: Any, ami: Ami) -> dict[str, Any]:
     data["launch_permissions"] = [dict(lp) for lp in ami.launch_permissions]
     data["tags"] = _tags(backend, ami.id)
     data["snapshot"] = _dump_snapshot(backend, ami)
+    if getattr(ami, "copied_from", None):
+        data["copied_from"] = dict(ami.copied_from)
     return data
 
 
@@ -163,6 +165,8 @@ def _restore_image(backend: Any, region: str, data: dict[str, Any]) -> None:
     ami.kernel_id = data["kernel_id"]
     ami.instance_id = data["instance_id"]
     ami.launch_permissions = [dict(lp) for lp in data["launch_permissions"]]
+    if data.get("copied_from"):
+        ami.copied_from = dict(data["copied_from"])
     _restore_snapshot(backend, ami, data["snapshot"])
     if data["tags"]:
         backend.create_tags([ami.id], data["tags"])
