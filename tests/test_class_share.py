@@ -14,8 +14,10 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from botocore.exceptions import ClientError
 from conftest import git, new_home, packed_build, run_cli, stop_emulator, write_files
 
 from imagefactory import catalog
+from imagefactory.classes import aws
 from imagefactory.classes import roster as rosters
 from imagefactory.classes.share import converge
 from imagefactory.cloud.target import open_target
@@ -287,6 +290,26 @@ def test_an_ou_class_gets_the_key_policy_statement_that_lets_its_accounts_launch
     shown = json.loads(run_cli(h, "catalog.show", "hydro", "--json", check=True).stdout)
     recorded = [s for b in shown["sandbox"]["builds"] for s in b.get("shares", []) if s["class"] == "ou-class"]
     assert [(s["ami"], s["accounts"], s["ous"]) for s in recorded] == [(ami, 0, [OU_ARN])]
+
+
+def test_independent_calls_of_a_region_run_at_once_and_a_failure_is_raised_once_all_ended() -> None:
+    together = threading.Barrier(aws.IN_REGION_WORKERS, timeout=30)  # broken unless all wait at the same time
+    assert aws.at_once([partial(lambda i: (together.wait(), i)[1], i) for i in range(aws.IN_REGION_WORKERS)]) == [
+        0, 1, 2, 3]
+    here = threading.get_ident()
+    assert aws.at_once([threading.get_ident, threading.get_ident], workers=1) == [here, here]  # one after the other
+    ended: list[str] = []
+
+    def fails() -> None:
+        raise ValueError("AccessDenied")
+
+    def slow() -> None:
+        time.sleep(0.2)
+        ended.append("slow")
+
+    with pytest.raises(ValueError, match="AccessDenied"):
+        aws.at_once([fails, slow])
+    assert ended == ["slow"]
 
 
 STUDENT_CIDR = "198.51.100.9/32"
