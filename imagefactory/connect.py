@@ -224,11 +224,9 @@ def change(home: Home | None, target: Target, ident: str, action: str, progress:
     """stop (keeps the disk), start, or terminate (deletes it) one instance; sandbox ones locally too."""
     region, inst = locate(home, target, ident, region)
     iid = inst["InstanceId"]
-    local = None
-    if target.sandbox:
+    local, data = None, target.sandbox_home  # the sandbox's data plane, whoever calls
+    if target.sandbox and data is not None:
         from imagefactory.sandbox import instances as local
-
-        data = local.data_home(target)
     if local and action in ("stop", "terminate"):
         (local.halt if action == "stop" else local.remove)(data, iid)
     state = ec2.change_state(target, region, iid, action)
