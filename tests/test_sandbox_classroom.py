@@ -208,6 +208,8 @@ def test_shares_and_grants_survive_a_restart(tmp_path: Path) -> None:
         tagged = new_image(info)
         owner(info).create_tags(Resources=[tagged], Tags=[{"Key": "imagefactory:build-id", "Value": "b-2"}])
         copy = owner(info).copy_image(SourceImageId=tagged, SourceRegion=REGION, Name="copy-kept")["ImageId"]
+        students = as_account(info, STUDENTS[2]).run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0][
+            "InstanceId"]  # another account's instance is kept too
         gone = new_image(info)  # an instance of an image deregistered since is still restored
         kept = owner(info).run_instances(ImageId=gone, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
         owner(info).deregister_image(ImageId=gone)
@@ -216,6 +218,10 @@ def test_shares_and_grants_survive_a_restart(tmp_path: Path) -> None:
         assert not info.reused
         assert owner(info).describe_instances(InstanceIds=[kept])["Reservations"][0]["Instances"][0]["ImageId"] == gone
         student = as_account(info, STUDENTS[2])
+        kept_too = student.describe_instances(InstanceIds=[students])["Reservations"][0]["Instances"][0]
+        assert (kept_too["ImageId"], kept_too["State"]["Name"]) == (ami, "running")
+        assert owner(info).describe_instances(Filters=[{"Name": "instance-id", "Values": [students]}])[
+            "Reservations"] == []  # still the student's, not the owner's
         assert launched(student, ami)["State"]["Name"] == "running"
         grants = owner(info, "kms").list_grants(KeyId=key_arn(REGION, CLASS_KEY_ALIAS))["Grants"]
         assert [g["GranteePrincipal"] for g in grants] == [f"arn:aws:iam::{STUDENTS[2]}:root"]

@@ -2,7 +2,8 @@
 
 Runs inside the server process only (it imports moto). `dump_state` / `restore_state` turn AMIs (with
 their root snapshot, tags and launch permissions), deregistrations, key pairs, security groups and
-instances (`machines_state`) and SSM parameters into plain data and back, keeping IDs. Models are built
+instances (`machines_state`) and SSM parameters into plain data and back, keeping IDs; the EC2 resources
+of the other accounts (students' instances, key pairs and security groups) too, under `accounts`. Models are built
 with moto's own classes (`Ami`, `KeyPair`, `Parameter`) and then given their saved IDs.
 """
 
@@ -132,13 +133,29 @@ def dump_state(account_id: str, seeded: dict[str, set[str]]) -> dict[str, Any]:
         for region, backend in list(ec2_backends[account_id].items())
     }
     ssm = {region: _dump_ssm_region(backend) for region, backend in list(ssm_backends[account_id].items())}
+    others = _other_accounts(account_id)
     return {
         "version": STATE_VERSION,
         "account_id": account_id,
         "ec2": {region: data for region, data in ec2.items() if _nonempty(data)},
         "ssm": {region: params for region, params in ssm.items() if params},
         **org.dump(account_id),
+        **({"accounts": others} if others else {}),
     }
+
+
+def _other_accounts(account_id: str) -> dict[str, Any]:
+    """What other accounts (students, by AssumeRole) made in EC2: their key pairs, security groups, instances
+    (and images), per account and region. Only the regions they used are read (none is made here)."""
+    found: dict[str, Any] = {}
+    for other, regions in list(ec2_backends.items()):
+        if other == account_id:
+            continue
+        used = {region: _dump_ec2_region(backend, set()) for region, backend in list(dict.items(regions))}
+        used = {region: data for region, data in used.items() if _nonempty(data)}
+        if used:
+            found[other] = used
+    return found
 
 
 def _restore_snapshot(backend: Any, ami: Ami, data: dict[str, Any]) -> None:
@@ -233,3 +250,7 @@ def restore_state(account_id: str, state: dict[str, Any]) -> None:
             for param in params:
                 _restore_parameter(ssm[region], account_id, param)
     org.restore(account_id, state)
+    for other, regions in (state.get("accounts") or {}).items():
+        for region, data in regions.items():
+            if region in ec2_backends[other].regions:
+                _restore_ec2_region(ec2_backends[other][region], region, data)
