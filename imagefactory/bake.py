@@ -26,9 +26,11 @@ from imagefactory.errors import FactoryError, ResolveError
 from imagefactory.home import Home
 from imagefactory.packer import find_packer
 from imagefactory.preflight import preflight
+from imagefactory.pricing import image_storage, load_table
 from imagefactory.recipe import Recipe
 from imagefactory.recipe_commands import bake_recipe, rehearsal, resolve_check
 from imagefactory.repo import Checkout
+from imagefactory.smoke import proof_lines
 
 Progress = Callable[[str], None]
 
@@ -44,6 +46,7 @@ class BakeOptions:
     resolve: bool = True
     api_only: bool = False
     extra_ca: str | None = None
+    parent: str | None = None  # build id to start from (incremental); None: a full bake
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,11 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     progress(f"baked {recipe.name} build {build_id} ({target.kind}):")
     for region, ami in sorted(build.amis.items()):
         progress(f"  {region:<16} {ami}")
+    for line in proof_lines(build.image_manifest or {}):  # what the smoke test measured in the image
+        progress(line)
+    used = (build.image_manifest or {}).get("disk_used_bytes")
+    if isinstance(used, int):  # measured in the image by 85-manifest (provisioned builds)
+        progress(image_storage(load_table(), used, sorted(build.amis)))
     cat_path = home.catalog_path(target.kind)
     progress(f"catalog: {cat_path} (invoke catalog.show {recipe.name})")
     return BakeResult(image=recipe.name, build_id=build_id, target=target.kind, status="available",

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from imagefactory import __version__, catalog
+from imagefactory import __version__, catalog, contract
 from imagefactory import packer as packer_mod
 from imagefactory.bake_failure import emulator_watch, finish_failed
 from imagefactory.base_images import BASES
@@ -34,9 +34,18 @@ from imagefactory.provision import (
     stage_provision_dir,
 )
 from imagefactory.recipe import Recipe, RepoTree
-from imagefactory.render import Features, SshEndpoint, make_build_dir, packer_vars, template_files, write_build_dir
+from imagefactory.recipe.syslibs import load_table
+from imagefactory.render import (
+    Features,
+    SshEndpoint,
+    deprecation_time,
+    make_build_dir,
+    packer_vars,
+    template_files,
+    write_build_dir,
+)
 from imagefactory.repo import Checkout
-from imagefactory.smoke import smoke_packages
+from imagefactory.smoke import smoke_config
 
 Progress = Callable[[str], None]
 
@@ -83,7 +92,8 @@ class Job:
         steps = provisioners(self.home.packer_dir) if self.provision else Provisioners()
         return packer_vars(self.recipe, build_id=self.build_id, target=self.target.kind,
                            factory_version=__version__, endpoint=self.target.endpoint, ssh=ssh,
-                           provisioners=steps, ssh_sources=(self.ssh_source,))
+                           provisioners=steps, ssh_sources=(self.ssh_source,),
+                           deprecate_at=deprecation_time(self.recipe, datetime.now(UTC)))
 
     def check_values(self) -> dict[str, Any]:
         """Refuse an unsafe value (RenderError) before anything is started; returns the checked values."""
@@ -94,7 +104,8 @@ class Job:
             config = provision_config(self.recipe, build_id=self.build_id, packer_version=self.packer.caps.text,
                                       factory_version=__version__, target=self.target.kind, autostop_minutes=None,
                                       kernel_name=self.recipe.name,
-                                      smoke=smoke_packages(self.recipe, RepoTree.scan(self.found.path)))
+                                      smoke=smoke_config(self.recipe, RepoTree.scan(self.found.path),
+                                                               load_table(self.home.root)))
             stage_provision_dir(self.build_dir, self.recipe, config, self.found.path, self.extra_ca,
                                 packer_dir=self.home.packer_dir)
         features = Features(caps=self.packer.caps, target=self.target.kind, provision=self.provision)
@@ -144,7 +155,8 @@ class Job:
                      target=self.target.kind, account=self.target.account, commit=self.found.commit,
                      ref=self.found.ref, recipe_digest=self.recipe.digest(), python=env.python.version,
                      python_override=env.python.source == "override", packer_version=self.packer.caps.text,
-                     factory_version=__version__, build_dir=str(self.build_dir), provisioned=self.provision)
+                     factory_version=__version__, build_dir=str(self.build_dir), provisioned=self.provision,
+                     contract_digest=contract.digest(self.home.packer_dir))
 
     def entry(self) -> dict[str, str]:
         """The image's catalog fields, recorded with every build (available or failed)."""

@@ -52,16 +52,25 @@ class Build:
     provisioned: bool = True
     packer_version: str | None = None
     factory_version: str | None = None
+    contract_digest: str | None = None  # imagefactory.contract.digest of the packer/ folder the build used
     build_dir: str | None = None
     error: str | None = None
     image_manifest: dict[str, Any] | None = None
     shared_with: tuple[str, ...] = ()
     shares: tuple[dict[str, Any], ...] = ()  # per class and region, written by imagefactory.classes.record
+    parent_build: str | None = None
+    # retention (imagefactory.prune): per region, when its AMI was deprecated / deregistered, the AMI a
+    # deregistered region held (gone from `amis`), and snapshots whose deletion is still to be retried
+    deprecated_at: dict[str, str] = field(default_factory=dict)
+    deregistered_at: dict[str, str] = field(default_factory=dict)
+    retired_amis: dict[str, str] = field(default_factory=dict)
+    snapshots_left: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["shared_with"] = list(self.shared_with)
         data["shares"] = [dict(s) for s in self.shares]
+        data["snapshots_left"] = {r: list(ids) for r, ids in self.snapshots_left.items() if ids}
         return {k: v for k, v in data.items() if v not in (None, [], {})}  # False and 0 are kept
 
     @classmethod
@@ -76,6 +85,9 @@ class Build:
         values["shares"] = tuple(dict(s) for s in values.get("shares") or ())
         values["amis"] = dict(values.get("amis") or {})
         values["base_ami"] = dict(values.get("base_ami") or {})
+        for name in ("deprecated_at", "deregistered_at", "retired_amis"):
+            values[name] = dict(values.get(name) or {})
+        values["snapshots_left"] = {r: tuple(ids) for r, ids in (values.get("snapshots_left") or {}).items()}
         return cls(**values)
 
 

@@ -31,7 +31,7 @@ def rows(home: Home) -> list[dict[str, Any]]:
                 "created": latest.created if latest else None,
                 "amis": dict(latest.amis) if latest else {},
                 "builds": len(entry.builds),
-                "failed": sum(1 for b in entry.builds if b.status != "available"),
+                "failed": sum(1 for b in entry.builds if b.status in ("failed", "interrupted")),
                 "catalog": str(home.catalog_path(target)),
             })
     return out

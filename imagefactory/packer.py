@@ -19,6 +19,9 @@ from imagefactory.errors import FactoryError, PackerError
 from imagefactory.packer_run import Supervised
 from imagefactory.proc import run
 
+# The Packer the factory is tested with (Debian's `apt-get install packer`, what scripts/bootstrap installs):
+# what a generated CI workflow installs (imagefactory.schedule)
+TESTED_VERSION = "1.6.6"
 INSTALL_HINT = ("install Packer: 'sudo apt-get install packer' on Debian/Ubuntu, or see "
                 "https://developer.hashicorp.com/packer/install; or set IMAGEFACTORY_PACKER to its path")
 QUIET_PREFIXES = ("Adding tag:",)  # per-tag chatter; still in packer.log

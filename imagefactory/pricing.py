@@ -75,6 +75,27 @@ def disk_month(table: dict[str, Any], region: str, gib: int) -> float | None:
     return round(float(rate) * gib, 2) if rate is not None else None
 
 
+def snapshot_month(table: dict[str, Any], region: str, gib: float) -> float | None:
+    """The monthly cost of `gib` GiB of EBS snapshots (standard tier), or None when the table has no rate."""
+    rate = table.get("ebs_snapshot_gb_month", {}).get(region)
+    return round(float(rate) * gib, 2) if rate is not None else None
+
+
+def storage_source(table: dict[str, Any]) -> str:
+    return f"bundled table (EBS prices compiled {table.get('ebs_compiled', table.get('compiled', '?'))})"
+
+
+def image_storage(table: dict[str, Any], used_bytes: int, regions: list[str]) -> str:
+    """One line: the image's used size and what storing its snapshots (about its used bytes, once per
+    region its AMI is in) costs a month, from the table's snapshot rates."""
+    gib = used_bytes / 2**30
+    costs = {region: snapshot_month(table, region, gib) for region in regions}
+    known = [c for c in costs.values() if c is not None]
+    each = ", ".join(f"{r} ${c:.2f}" if c is not None else f"{r} price unknown" for r, c in costs.items())
+    total = f"about ${sum(known):.2f}/month" if known else "an unknown amount"
+    return f"image: {gib:.2f} GiB used; storing it costs {total} ({each}; EBS snapshots, {storage_source(table)})"
+
+
 def parse_products(price_list: list[str]) -> float | None:
     """The USD on-demand hourly price out of a GetProducts answer (JSON strings), or None."""
     for item in price_list:

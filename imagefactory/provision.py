@@ -48,7 +48,13 @@ config.json (config_version 1); every value reaches the scripts verbatim, as dat
                                              the idle timer.
     smoke           {required: [str], if_installed: [str]}   distributions the smoke test imports (the
                                              recipe's files, parsed by the factory); if_installed ones (conda
-                                             packages) only when they installed a Python distribution
+                                             packages) only when they installed a Python distribution; and
+                                             (imagefactory.smoke.smoke_config) modules [{module, kind, fail}]
+                                             (the code's imports), fail_on_import, programs [str],
+                                             libraries [str] (system packages), notebooks [{path, timeout}]
+                                             (run: true ones)
+    packages        [str]                    pip requirements beyond the files (environment.packages)
+    data            [{url, sha256, dest, unpack} | {git, commit, dest}]   the recipe's data (55-data)
     prefix          "/opt/imagefactory"      server/, kernel/, tools/, bin/ live under it
     versions        {packer: str, factory: str}
 
@@ -123,7 +129,9 @@ def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, fact
         "jupyter": {"port": recipe.jupyter.port, "extensions": list(recipe.jupyter.extensions),
                     "token_file": TOKEN_FILE},
         "autostop_minutes": autostop_minutes,
-        "smoke": {"required": list(smoke["required"]), "if_installed": list(smoke["if_installed"])},
+        "smoke": {**smoke, "required": list(smoke["required"]), "if_installed": list(smoke["if_installed"])},
+        "packages": list(env.packages),
+        "data": [d.to_dict() for d in recipe.data],
         "prefix": PREFIX,
         "versions": {"packer": packer_version, "factory": factory_version},
     }

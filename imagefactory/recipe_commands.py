@@ -30,6 +30,7 @@ from imagefactory.recipe import (
     write_recipe,
 )
 from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, redefault
+from imagefactory.recipe.syslibs import load_table
 from imagefactory.repo import Checkout
 
 Progress = Callable[[str], None]
@@ -71,16 +72,18 @@ class CheckOutcome:
 
 
 def derive_for(home: Home, spec: str, *, ref: str | None, name: str | None, regions: tuple[str, ...] | None,
-               progress: Progress) -> tuple[Derivation, Path]:
+               progress: Progress, add_missing: bool = False) -> tuple[Derivation, Path]:
     """Check out `spec` and derive its recipe (not written). Returns it and the checkout path."""
     found = checkout(home, spec, ref=ref, name=name, progress=progress)
-    return _derive(home, found, regions, FACTORY_DEFAULT), found.path
+    return _derive(home, found, regions, FACTORY_DEFAULT, add_missing), found.path
 
 
-def _derive(home: Home, found: Checkout, regions: tuple[str, ...] | None, default: PythonDefault) -> Derivation:
+def _derive(home: Home, found: Checkout, regions: tuple[str, ...] | None, default: PythonDefault,
+            add_missing: bool = False) -> Derivation:
     source = Source(repo=found.url, ref=found.ref, commit=found.commit)
     return derive(RepoTree.scan(found.path), name=found.name, source=source, regions=regions,
-                  index=package_index(home), python_default=default)
+                  index=package_index(home), python_default=default, add_missing=add_missing,
+                  system_table=load_table(home.root))
 
 
 def recipe_lock(home: Home, name: str) -> Path:
@@ -89,11 +92,20 @@ def recipe_lock(home: Home, name: str) -> Path:
 
 
 def derive_recipe(home: Home, spec: str, *, ref: str | None = None, name: str | None = None, force: bool = False,
-                  progress: Progress) -> RecipeOutcome:
-    derivation, _ = derive_for(home, spec, ref=ref, name=name, regions=None, progress=progress)
+                  add_missing: bool = False, progress: Progress) -> RecipeOutcome:
+    """Derive and write recipes/NAME.yaml. `add_missing` adds the distributions found for the code's
+    missing imports to `environment.packages`: of a fresh derivation, or of your existing recipe (only
+    that field changes; your other edits and comments stay)."""
+    derivation, _ = derive_for(home, spec, ref=ref, name=name, regions=None, progress=progress,
+                               add_missing=add_missing)
     path = home.recipe_path(derivation.recipe.name)
     with locked(recipe_lock(home, derivation.recipe.name), what=f"recipe {path}"):
-        result = write_recipe(path, derivation.recipe, force=force)
+        if add_missing and path.exists() and not force and derivation.working is not None:
+            yours = load_recipe(path)
+            extra = tuple(d for d in derivation.working.packages_added if d not in yours.environment.packages)
+            result = write_recipe(path, yours.with_packages((*yours.environment.packages, *extra)), force=True)
+        else:
+            result = write_recipe(path, derivation.recipe, force=force)
     return RecipeOutcome(derivation.recipe.name, str(path), result.written, result.diff, derivation)
 
 

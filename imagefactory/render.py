@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ VAR_FILE = "imagefactory.pkrvars.json"
 TEMPLATES = ("versions", "variables", "source", "build")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TAG_VALUE_MAX = 256
+BUILD_ROLE_TAG = ("imagefactory:role", "build")  # on Packer's build instance and its volume, never on launched ones
 NO_PROVISIONERS = Provisioners()  # an API-only build: communicator none, nothing runs
 
 
@@ -98,9 +100,16 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
     return tags
 
 
+def deprecation_time(recipe: Recipe, started: datetime) -> str:
+    """When the build's AMIs are to be deprecated (Packer's `deprecate_at`, RFC 3339 UTC): the bake's start
+    plus the recipe's `lifecycle.deprecate_after_days`."""
+    when = started.astimezone(UTC) + timedelta(days=recipe.lifecycle.deprecate_after_days)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: str, endpoint: str | None,
                 ssh_sources: tuple[str, ...], ssh: SshEndpoint | None = None,
-                provisioners: Provisioners = NO_PROVISIONERS) -> dict[str, Any]:
+                provisioners: Provisioners = NO_PROVISIONERS, deprecate_at: str = "") -> dict[str, Any]:
     """The values of one build, for the generated var file. `ssh_sources` are the CIDRs the build
     instance's temporary security group admits ssh from (the caller's /32). Pure."""
     if not ssh_sources or any(_wide(cidr) for cidr in ssh_sources):
@@ -117,14 +126,15 @@ def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: 
         "build_id": build_id,
         "regions": list(recipe.image.regions),
         "tags": tags,
-        "run_tags": {"Name": f"imagefactory build {build_id}", "managed-by": "imagefactory",
-                     "imagefactory:build-id": build_id},
+        "run_tags": {"Name": f"imagefactory build {build_id}", "managed-by": "imagefactory",  # Packer's build
+                     "imagefactory:build-id": build_id, BUILD_ROLE_TAG[0]: BUILD_ROLE_TAG[1]},  # instance, its disk
         "instance_type": recipe.image.build_instance_type,
         "volume_size": recipe.image.volume_gb,
         "ssh_username": recipe.image.login_user,
         "sandbox": target == "sandbox",
         "endpoint_ec2": endpoint or "",
         "ssh_source_cidrs": list(ssh_sources),
+        "deprecate_at": deprecate_at,  # rendered only where the Packer in use supports it (caps.deprecate_at)
         **kms_values(recipe),
         **provisioners.values(),
     }

@@ -27,11 +27,12 @@ import git
 from imagefactory.errors import RepoError
 from imagefactory.files import locked
 from imagefactory.names import NAME_RE as IMAGE_NAME_RE
-from imagefactory.proc import MissingProgram
+from imagefactory.proc import MissingProgram, run
 
 URL_RE = re.compile(r"(?:[a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:).+", re.IGNORECASE)
 GITHUB_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GCM_INTERACTIVE": "never"}
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def resolve(spec: str, *, ref: str | None, cache_dir: Path, catalog_repos: dict[
 
 def _fetch(url: str, ref: str | None, cache_dir: Path, progress: Callable[[str], None]) -> Checkout:
     """Fetch `ref` of `url` into the URL's mirror (under its lock), then the commit's own checkout."""
-    place = cache_dir / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    place = _place(cache_dir, url)
     started = time.monotonic()
     progress(f"repo: fetching {url} at {ref or 'its default branch'} ...")
     try:
@@ -141,6 +142,11 @@ def _fetch(url: str, ref: str | None, cache_dir: Path, progress: Callable[[str],
                         "check the URL and ref; for a private repo use an ssh URL with a loaded key") from None
     progress(f"repo: {url} @ {branch} = {commit[:12]} ({time.monotonic() - started:.1f}s)")
     return Checkout(image_name(url), url, branch, commit, path, True)
+
+
+def _place(cache_dir: Path, url: str) -> Path:
+    """The clone cache's folder of one URL: its mirror.git and commits/."""
+    return cache_dir / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def _init(place: Path, url: str) -> git.Repo:
@@ -210,3 +216,24 @@ def _rev_exists(repo: git.Repo, rev: str) -> bool:
         return True
     except git.GitCommandError:
         return False
+
+
+def remote_commit(url: str, ref: str, *, timeout: float) -> str:
+    """The commit branch or tag `ref` of `url` points at now, asked with `git ls-remote` (no clone, no
+    fetch); a commit id is its own answer. Raises RepoError when the ref is gone, CommandError when git
+    fails (repository gone, no network), subprocess.TimeoutExpired after `timeout` seconds."""
+    if COMMIT_RE.fullmatch(ref):
+        return ref
+    done = run(["git", "ls-remote", "--", url, f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"],
+               env={**os.environ, **GIT_ENV}, timeout=timeout)
+    found = dict(reversed(line.split("\t", 1)) for line in done.stdout.splitlines() if "\t" in line)
+    for name in (f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", f"refs/tags/{ref}"):  # a tag's commit, peeled
+        if name in found:
+            return found[name]
+    raise RepoError(f"{url} has no branch or tag {ref!r} any more", "bake it again with --ref naming one that exists")
+
+
+def cached_checkout(cache_dir: Path, url: str, commit: str) -> Path | None:
+    """The checkout of `commit` of `url` a bake left in the clone cache, if it is there."""
+    path = _place(cache_dir, url) / "commits" / commit
+    return path if path.is_dir() else None

@@ -61,7 +61,7 @@ def test_config_is_pure_and_json_able() -> None:
     assert first["config_version"] == 1
     assert set(first) == {"config_version", "build_id", "target", "recipe", "source", "login_user", "python",
                           "apt", "conda", "pip", "pipfile", "install_repo", "post_build", "kernel", "jupyter",
-                          "autostop_minutes", "smoke", "prefix", "versions"}
+                          "autostop_minutes", "smoke", "prefix", "versions", "packages", "data"}
     assert first["recipe"] == {"name": "demo", "digest": rec.digest()}
     assert first["post_build"] == ["postBuild"], "only scripts with run: true"
     assert first["jupyter"] == {"port": 8890, "extensions": [], "token_file": provision.TOKEN_FILE}
@@ -177,7 +177,7 @@ def test_mismatched_config_is_refused(tmp_path: Path) -> None:
 def test_stage_scripts_split_at_the_manifest_download() -> None:
     before, after = provision.stage_scripts()
     assert [p.name for p in before] == ["10-base.sh", "20-python.sh", "30-server-env.sh", "40-kernel-env.sh",
-                                        "50-repo.sh", "60-post-build.sh", "70-jupyter.sh", "80-smoke.sh",
+                                        "50-repo.sh", "55-data.sh", "60-post-build.sh", "70-jupyter.sh", "80-smoke.sh",
                                         "85-manifest.sh"]
     assert [p.name for p in after] == ["90-cleanup.sh", "95-secret-scan.sh"]
 

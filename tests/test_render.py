@@ -226,3 +226,21 @@ def test_a_recipe_states_kms_key_per_region_or_once_and_refuses_a_bare_key_id() 
     with pytest.raises(RecipeError) as err:
         Recipe.from_dict({**doc, "image": {"kms_key": "0f0e0d0c-1111-2222-3333-444455556666"}})
     assert "kms_key" in str(err.value)
+
+
+def test_deprecate_at_is_rendered_only_where_packer_has_it_and_comes_from_the_lifecycle() -> None:
+    from datetime import UTC, datetime
+
+    from imagefactory.recipe.model import Lifecycle
+    from imagefactory.render import deprecation_time
+
+    assert "deprecate_at" not in image_source(parsed(Features(Capabilities((1, 6, 6)), "aws", True)))
+    newer = image_source(parsed(Features(Capabilities((1, 10, 0)), "aws", True)))
+    assert newer["deprecate_at"] == "${var.deprecate_at}"
+    started = datetime(2026, 12, 1, 10, 30, 5, tzinfo=UTC)
+    assert deprecation_time(recipe(), started) == "2027-01-30T10:30:05Z"
+    assert deprecation_time(replace(recipe(), lifecycle=Lifecycle(deprecate_after_days=7)), started) == \
+        "2026-12-08T10:30:05Z"
+    values = packer_vars(recipe(), build_id="b1", target="aws", factory_version="0", endpoint=None,
+                         ssh_sources=("127.0.0.1/32",), deprecate_at="2027-01-30T10:30:05Z")
+    assert values["deprecate_at"] == "2027-01-30T10:30:05Z"

@@ -12,7 +12,8 @@ import pytest
 from conftest import MakeRepo, git
 
 from imagefactory.errors import RepoError
-from imagefactory.repo import classify, dir_digest, image_name, resolve
+from imagefactory.proc import CommandError
+from imagefactory.repo import classify, dir_digest, image_name, remote_commit, resolve
 
 
 def quiet(_: str) -> None:
@@ -137,3 +138,20 @@ def test_bakes_of_one_repo_at_different_refs_at_once_each_get_their_commit(make_
         assert proc.returncode == 0, err
         results.append((ref, *out.split()))
     assert results and all(commit == commits[ref] and text == ref for ref, commit, text in results)
+
+
+def test_remote_commit_asks_ls_remote_for_branches_and_tags(make_repo: MakeRepo, tmp_path: Path) -> None:
+    root = make_repo({"a.py": "1\n"})
+    first = git(root, "rev-parse", "HEAD")
+    git(root, "tag", "-a", "v1", "-m", "v1")  # an annotated tag: its commit, not the tag object
+    (root / "a.py").write_text("2\n")
+    git(root, "commit", "-qam", "two")
+    second = git(root, "rev-parse", "HEAD")
+    url = root.as_uri()
+    assert remote_commit(url, "main", timeout=10) == second
+    assert remote_commit(url, "v1", timeout=10) == first
+    assert remote_commit(url, first, timeout=10) == first
+    with pytest.raises(RepoError, match="no branch or tag 'gone'"):
+        remote_commit(url, "gone", timeout=10)
+    with pytest.raises(CommandError):
+        remote_commit((tmp_path / "nowhere").as_uri(), "main", timeout=10)

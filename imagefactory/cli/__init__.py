@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from imagefactory.cli import bake, catalog, classes, home, instances, recipe, sandbox
+from imagefactory.cli import (
+    bake,
+    catalog,
+    classes,
+    home,
+    instances,
+    janitor,
+    lifecycle,
+    rebuild,
+    recipe,
+    sandbox,
+    schedule,
+)
 
 
 def _named(collection: Collection) -> Collection:
@@ -19,13 +31,16 @@ def _named(collection: Collection) -> Collection:
 
 
 ns = _named(Collection(
-    bake.bake, home.init,
+    bake.bake, home.init, rebuild.stale, rebuild.rebuild,
     instances.launch, instances.connect, instances.instances, instances.stop, instances.start, instances.terminate,
     Collection("recipe", recipe.derive, recipe.check),
     Collection("catalog", catalog.listing, catalog.show),
-    Collection("sandbox", sandbox.up, sandbox.status, sandbox.down),
+    Collection("sandbox", sandbox.up, sandbox.status, sandbox.down, sandbox.publish_base),
     classes.share, classes.unshare, classes.handout,
+    janitor.janitor,
     Collection("class", classes.new, classes.class_status, classes.end),
+    Collection("schedule", schedule.github, schedule.cron),
+    lifecycle.prune, lifecycle.costs,
 ))
 
 __all__ = ["ns"]

@@ -13,14 +13,17 @@ from imagefactory.result import Result
     "ref": "Branch, tag or commit (default: the default branch)",
     "name": "Image/recipe name (default: from the repo's name)",
     "force": "Overwrite an existing recipe even if you edited it (default: show a diff, keep yours)",
-    "json": "Print the derivation (recipe, used, ignored, Python and reason) as JSON",
+    "add_missing": "Add the distributions found for the code's missing imports to environment.packages "
+                   "(of your recipe if it exists; nothing else in it changes)",
+    "json": "Print the derivation (recipe, used, ignored, Python and reason, imports, system packages) as JSON",
 })
 def derive(c: Any, repo: str, ref: str | None = None, name: str | None = None, force: bool = False,
-           json: bool = False) -> None:
+           add_missing: bool = False, json: bool = False) -> None:
     """Derive recipes/NAME.yaml from a repo and explain what was used, ignored and why."""
     from imagefactory.recipe_commands import derive_recipe
 
-    outcome = derive_recipe(home(), repo, ref=ref, name=name, force=force, progress=say)
+    outcome = derive_recipe(home(), repo, ref=ref, name=name, force=force, add_missing=add_missing,
+                             progress=say)
     render(Result(outcome.to_dict(), outcome.text()), json)
 
 

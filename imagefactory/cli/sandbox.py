@@ -39,6 +39,18 @@ def down(c: Any, force: bool = False, json: bool = False) -> None:
     render(shut_down(home(), force=force, progress=say), json)
 
 
+@task(name="publish-base", help={"version": "Ubuntu release: 22.04 or 24.04",
+                                  "serial": "Canonical's build serial, YYYYMMDD[.N] (newer than the seeded ones)",
+                                  "json": JSON_HELP})
+def publish_base(c: Any, version: str, serial: str, json: bool = False) -> None:
+    """Publish a newer Canonical Ubuntu image in every sandbox region (rehearse a base-image update)."""
+    from imagefactory.sandbox.emulator import publish_base as publish
+
+    made = publish(home().emulator_dir, version, serial)
+    render(Result(made, f"published Ubuntu {version} {serial} in {len(made)} regions "
+                        f"(e.g. {', '.join(f'{r}: {v[0]}' for r, v in sorted(made.items())[:2] if v)})"), json)
+
+
 def _described(info: Any, text: str) -> Result:
     return Result({"running": True, "endpoint": info.endpoint, "port": info.port, "pid": info.pid,
                    "state_dir": str(info.state_dir), "reused": info.reused}, text)

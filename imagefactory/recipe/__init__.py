@@ -18,6 +18,7 @@ from imagefactory.recipe.model import (
     Jupyter,
     PostBuild,
     PythonSpec,
+    Rebuild,
     Recipe,
     Source,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "PackageIndex",
     "PostBuild",
     "PythonSpec",
+    "Rebuild",
     "Recipe",
     "RepoTree",
     "Source",

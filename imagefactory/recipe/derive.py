@@ -6,7 +6,7 @@ through `index` (None: not at all). The result says what was used, what was igno
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from imagefactory.recipe.detect import DETECTORS
@@ -15,7 +15,9 @@ from imagefactory.recipe.index import PackageIndex, redact
 from imagefactory.recipe.layout import decide
 from imagefactory.recipe.model import Environment, Recipe, Source
 from imagefactory.recipe.python import FACTORY_DEFAULT, PythonDefault, choose
+from imagefactory.recipe.syslibs import Table
 from imagefactory.recipe.tree import RepoTree
+from imagefactory.recipe.working import Working, prove
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Derivation:
     used: tuple[Finding, ...]
     ignored: tuple[Finding, ...]
     notes: tuple[str, ...]
+    working: Working | None = field(default=None)  # imports, system packages (imagefactory.recipe.working)
 
     def report(self) -> str:
         """The why-report: files used, files ignored and why, the Python version and its reason, notes."""
@@ -32,6 +35,8 @@ class Derivation:
         lines += _section("Used", self.used, "(nothing: no environment file found)")
         lines += _section("Ignored", self.ignored, "(nothing)")
         lines.append(f"Python: {py.version} ({py.source}) - {py.reason}")
+        if self.working is not None:
+            lines += self.working.report()
         if self.notes:
             lines.append("Notes:")
             lines += [f"  - {n}" for n in self.notes]
@@ -44,6 +49,7 @@ class Derivation:
             "ignored": [f.to_dict() for f in self.ignored],
             "python": self.recipe.to_dict()["environment"]["python"],
             "notes": list(self.notes),
+            **(self.working.to_dict() if self.working is not None else {}),
         }
 
 
@@ -56,8 +62,11 @@ def _section(title: str, findings: tuple[Finding, ...], empty: str) -> list[str]
 
 def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...] | None = None,
            python_override: str | None = None, index: PackageIndex | None = None,
-           python_default: PythonDefault = FACTORY_DEFAULT) -> Derivation:
-    """`python_default` is what the target builds when nothing states or infers a version."""
+           python_default: PythonDefault = FACTORY_DEFAULT, add_missing: bool = False,
+           system_table: Table | None = None) -> Derivation:
+    """`python_default` is what the target builds when nothing states or infers a version; `add_missing`
+    adds the distributions found for the code's missing imports; `system_table` is the system-package
+    table (None: the bundled one)."""
     layout = decide(tree)
     found = merge(tuple(detector(tree.at(layout.places)) for detector in DETECTORS))
     notes = [*layout.notes, *found.notes]
@@ -74,8 +83,11 @@ def derive(tree: RepoTree, *, name: str, source: Source, regions: tuple[str, ...
     recipe = Recipe(name=name, source=source, environment=_environment(found, python))
     if regions:
         recipe = recipe.with_regions(tuple(regions))
+    # the working environment: the code's imports, system packages, notebooks (imagefactory.recipe.working)
+    recipe, working = prove(tree, recipe, pins=found.pins, index=index, table=system_table, add_missing=add_missing)
+    notes += working.notes
     recipe = Recipe.from_dict(recipe.to_dict(), origin=f"derived recipe '{name}'")
-    return Derivation(recipe, found.used, (*layout.ignored, *found.ignored), tuple(notes))
+    return Derivation(recipe, found.used, (*layout.ignored, *found.ignored), tuple(notes), working)
 
 
 def _environment(found: Detection, python: Any) -> Environment:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from imagefactory.documents import clip, line_of
@@ -68,6 +68,7 @@ class Environment:
     install_repo: bool = False
     post_build: tuple[PostBuild, ...] = ()
     start: str | None = None
+    packages: tuple[str, ...] = ()   # pip requirement lines beyond the files (`--add-missing` adds here)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,71 @@ class Jupyter:
 
 
 @dataclass(frozen=True)
+class Lifecycle:
+    """How long `invoke prune` keeps the image's builds: the `keep` newest always; older ones deprecated after
+    `deprecate_after_days` and deregistered (snapshots deleted) after `delete_after_days`."""
+
+    keep: int = 3
+    deprecate_after_days: int = 60
+    delete_after_days: int = 120
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """When a build is stale by age (`max_age_days`), and how many incremental builds may follow each
+    other before a full one (`max_chain`)."""
+
+    max_age_days: int = 30
+    max_chain: int = 5
+
+    def to_dict(self) -> dict[str, int]:
+        """Only what differs from the defaults (a recipe that leaves `rebuild` out writes none)."""
+        default = Rebuild()
+        return {k: v for k, v in (("max_age_days", self.max_age_days), ("max_chain", self.max_chain))
+                if v != getattr(default, k)}
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """A notebook of the repository; `run: true` executes it headless in the kernel env during the build."""
+
+    path: str
+    run: bool = False
+    timeout: int = 600   # seconds per cell
+
+
+FAIL_ON_IMPORT = ("provided", "all", "never")
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """What the smoke test proves beyond the recipe's packages: the code's imports (`fail_on_import`:
+    "provided" fails the bake for modules the recipe claims to provide and warns for the rest, "all" fails
+    for any, "never" only warns) and the notebooks to run."""
+
+    fail_on_import: str = "provided"
+    notebooks: tuple[NotebookRun, ...] = ()
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Data put into the image at build time: a download (`url`, `sha256`, optional `unpack`) or a git
+    repository at a recorded `commit`; `dest` is under the repository (relative) or under /data/."""
+
+    dest: str
+    url: str | None = None
+    sha256: str | None = None
+    unpack: bool = False
+    git: str | None = None
+    commit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.git:
+            return {"git": self.git, "commit": self.commit, "dest": self.dest}
+        return {"url": self.url, "sha256": self.sha256, "dest": self.dest, "unpack": self.unpack}
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     source: Source
@@ -102,6 +168,10 @@ class Recipe:
     image: ImageSpec = field(default_factory=ImageSpec)
     jupyter: Jupyter = field(default_factory=Jupyter)
     tags: dict[str, str] = field(default_factory=dict)
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    rebuild: Rebuild = field(default_factory=Rebuild)
+    smoke: Smoke = field(default_factory=Smoke)
+    data: tuple[DataSource, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         env = self.environment
@@ -122,6 +192,7 @@ class Recipe:
                 "install_repo": env.install_repo,
                 "post_build": [{"path": p.path, "run": p.run} for p in env.post_build],
                 "start": env.start,
+                **({"packages": list(env.packages)} if env.packages else {}),  # absent: digests unchanged
             },
             "image": {
                 "base": self.image.base,
@@ -133,13 +204,29 @@ class Recipe:
             },
             "jupyter": {"port": self.jupyter.port, "extensions": list(self.jupyter.extensions)},
             "tags": dict(self.tags),
+            **({"lifecycle": asdict(self.lifecycle)} if self.lifecycle != Lifecycle() else {}),  # absent: defaults
+            **({"rebuild": self.rebuild.to_dict()} if self.rebuild.to_dict() else {}),  # absent: digests unchanged
+            **self._proving(),
         }
+
+    def _proving(self) -> dict[str, Any]:
+        """`smoke` and `data`, only when set (absent: the digests of older recipes are unchanged)."""
+        out: dict[str, Any] = {}
+        if self.smoke != Smoke():
+            out["smoke"] = {"fail_on_import": self.smoke.fail_on_import,
+                            "notebooks": [{"path": n.path, "run": n.run, "timeout": n.timeout}
+                                          for n in self.smoke.notebooks]}
+        if self.data:
+            out["data"] = [d.to_dict() for d in self.data]
+        return out
 
     def digest(self) -> str:
         """sha256 over the canonical JSON of the recipe, without `source.commit`: the commit is a fact of
         each build (recorded beside the digest), so a new commit alone does not change the recipe."""
         data = self.to_dict()
         data["source"] = {k: v for k, v in data["source"].items() if k != "commit"}
+        data.pop("lifecycle", None)  # how long builds are kept, and when they are rebuilt,
+        data.pop("rebuild", None)  # are not what the image holds
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()
 
@@ -151,6 +238,9 @@ class Recipe:
 
     def with_python(self, python: PythonSpec) -> Recipe:
         return replace(self, environment=replace(self.environment, python=python))
+
+    def with_packages(self, packages: tuple[str, ...]) -> Recipe:
+        return replace(self, environment=replace(self.environment, packages=packages))
 
     @classmethod
     def from_dict(cls, data: Any, origin: str = "recipe") -> Recipe:
@@ -166,7 +256,9 @@ class Recipe:
             raise RecipeError(f"{origin}{f':{line}' if line else ''}: field 'name' {clip(data['name'])} is not a "
                               f"valid image name: {name_problem(data['name'])}", NAME_RULE)
         check(data, "recipe", origin, RecipeError)
-        return _build(data)
+        recipe = _build(data)
+        _check_lifecycle(recipe.lifecycle, data, origin)
+        return recipe
 
 
 def _patterns() -> dict[str, re.Pattern[str]]:
@@ -198,6 +290,7 @@ def _build(top: dict[str, Any]) -> Recipe:
             post_build=tuple(PostBuild(str(p["path"]), bool(p.get("run") or False))
                              for p in env.get("post_build") or ()),
             start=_opt(env.get("start")),
+            packages=_strs(env.get("packages")),
         ),
         image=ImageSpec(
             base=str(img.get("base") or ImageSpec.base),
@@ -209,7 +302,44 @@ def _build(top: dict[str, Any]) -> Recipe:
         ),
         jupyter=Jupyter(port=int(jup.get("port") or Jupyter.port), extensions=_strs(jup.get("extensions"))),
         tags={str(k): str(v) for k, v in (top.get("tags") or {}).items()},
+        lifecycle=_lifecycle(top.get("lifecycle") or {}),
+        rebuild=_rebuild(top.get("rebuild") or {}),
+        smoke=_smoke(top.get("smoke") or {}),
+        data=tuple(_data(d) for d in top.get("data") or ()),
     )
+
+
+def _lifecycle(value: dict[str, Any]) -> Lifecycle:
+    return Lifecycle(**{k: int(v) for k, v in value.items() if v is not None})
+
+
+def _check_lifecycle(rules: Lifecycle, data: dict[str, Any], origin: str) -> None:
+    """The rule the schema cannot state: nothing is deregistered before it is deprecated."""
+    if rules.delete_after_days < rules.deprecate_after_days:
+        line = line_of(data.get("lifecycle"), "delete_after_days") if isinstance(data.get("lifecycle"), dict) else None
+        raise RecipeError(f"{origin}{f':{line}' if line else ''}: field 'lifecycle.delete_after_days' is "
+                          f"{rules.delete_after_days}, before lifecycle.deprecate_after_days "
+                          f"({rules.deprecate_after_days})",
+                          "give delete_after_days at least deprecate_after_days (defaults: 60 and 120)")
+
+
+def _rebuild(data: dict[str, Any]) -> Rebuild:
+    age, chain = data.get("max_age_days"), data.get("max_chain")
+    return Rebuild(max_age_days=Rebuild.max_age_days if age is None else int(age),
+                   max_chain=Rebuild.max_chain if chain is None else int(chain))
+
+
+def _smoke(smoke: dict[str, Any]) -> Smoke:
+    return Smoke(fail_on_import=str(smoke.get("fail_on_import") or Smoke.fail_on_import),
+                 notebooks=tuple(NotebookRun(str(n["path"]), bool(n.get("run") or False),
+                                             int(n.get("timeout") or NotebookRun.timeout))
+                                 for n in smoke.get("notebooks") or ()))
+
+
+def _data(entry: dict[str, Any]) -> DataSource:
+    return DataSource(dest=str(entry["dest"]), url=_opt(entry.get("url")), sha256=_opt(entry.get("sha256")),
+                      unpack=bool(entry.get("unpack") or False), git=_opt(entry.get("git")),
+                      commit=_opt(entry.get("commit")))
 
 
 def _opt(value: Any) -> str | None:

@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from imagefactory.proc import MissingProgram
 from imagefactory.recipe.envfile import parse_environment
 from imagefactory.recipe.index import DEFAULT_INDEX, IndexUnavailable, PackageIndex, redact
@@ -86,6 +88,10 @@ def _inputs(recipe: Recipe, tree: RepoTree) -> tuple[list[str], dict[str, str | 
                 lines.append(line.value)
         reqs = follow(tree, rel, env.pip)
         _add_names(names, reqs.names, reqs.pins)
+    for line in recipe.environment.packages:  # environment.packages (--add-missing): resolved with the files
+        lines.append(line)
+        pin = PIN_LINE.fullmatch(line.strip())
+        names.setdefault(canonicalize_name(re.split(r"[\[<>=!~;\s]", line.strip())[0]), pin.group(2) if pin else None)
     return lines, names
 
 

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ STATE_FILE = "state.json"
 LOG_FILE = "server.log"
 LOCK_NAME = "server"  # the lock file is server.lock
 HEALTH_PATH = "/_imagefactory/health"
+PUBLISH_PATH = "/_imagefactory/publish-base"  # POST {"version": "22.04", "serial": "YYYYMMDD"}
 SERVER_MARKER = "imagefactory-sandbox"
 _SERVER_MODULE = "imagefactory.sandbox.server"
 _POLL = 0.05
@@ -66,6 +68,22 @@ def sandbox_credentials() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ public API
+def publish_base(state_dir: Path, version: str, serial: str) -> dict[str, list[str]]:
+    """Make the running emulator publish a newer Canonical Ubuntu `version` build `serial` in every region
+    (what Canonical does every few weeks); returns the new image IDs per region."""
+    info = ensure_up(state_dir)
+    body = json.dumps({"version": version, "serial": serial}).encode()
+    request = urllib.request.Request(f"{info.endpoint}{PUBLISH_PATH}", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with _opener.open(request, timeout=30.0) as response:
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        raise SandboxError(f"the sandbox emulator refused to publish Ubuntu {version} {serial}: "
+                           f"{exc.read().decode(errors='replace')[:200]}",
+                           "give a known release (22.04, 24.04) and a serial YYYYMMDD[.N]") from None
+
+
 def ensure_up(state_dir: Path, *, timeout: float = 20.0) -> EmulatorInfo:
     """The running emulator for `state_dir`, started first when none runs. Safe to call concurrently."""
     state_dir = Path(state_dir)

@@ -4,8 +4,8 @@ A build records its owner (`owner.json`: pid and start time) and, while it holds
 emulator, `cloud.json` (region, key pair) in its build folder. A build whose owner is gone is dead;
 what it left is a leftover:
 
-    build root      `<build dir>/rootfs` (hundreds of MB) and any process still running in it
-                    (its container's sshd, re-parented to init when the bake was killed)
+    build root      `<build dir>/rootfs` (hundreds of MB), any process still running in it (its
+                    container's sshd, re-parented to init when the bake was killed) and any mount under it
     emulator        the build's key pair (`imagefactory-build-<id>`), the build instance Packer started
                     with it, and Packer's `packer_*` security group of that instance (or any `packer_*`
                     group or key pair while no build runs)
@@ -26,7 +26,7 @@ from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write
 from imagefactory.home import Home
 from imagefactory.result import Result
-from imagefactory.sandbox import emulator, instances
+from imagefactory.sandbox import emulator, instances, teardown
 from imagefactory.sandbox.buildroot import OWNER_FILE, owner_alive
 from imagefactory.sandbox.host import Progress
 from imagefactory.sandbox.teardown import end, kill_processes, naming, processes_in, remove_tree
@@ -40,7 +40,7 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
 @dataclass(frozen=True)
 class Leftover:
-    """One thing a dead build left: `kind` (rootfs, processes, key pair, instance, security group)."""
+    """One thing a dead build left: `kind` (processes, mounts, rootfs, instance, security group, key pair)."""
 
     kind: str
     name: str
@@ -142,6 +142,8 @@ def find(home: Home) -> list[Leftover]:
         pids = sorted({*processes_in(rootfs), *naming(build_dir)})
         if pids:
             found.append(Leftover("processes", " ".join(map(str, pids)), str(build_dir)))
+        if rootfs.exists() and (points := teardown.mounts_under(rootfs)):
+            found.append(Leftover("mounts", " ".join(points), str(build_dir)))
         if rootfs.exists():
             found.append(Leftover("rootfs", str(rootfs), str(build_dir)))
         ec2 = _ec2(home, cloud["region"]) if cloud else None
@@ -150,17 +152,21 @@ def find(home: Home) -> list[Leftover]:
     return found
 
 
-def remove(home: Home, found: list[Leftover], progress: Progress) -> None:
-    """Remove leftovers `find` returned: processes and trees first, then instances, groups, key pairs."""
+def remove(home: Home, found: list[Leftover], progress: Progress) -> list[Leftover]:
+    """Remove leftovers `find` returned: processes, mounts and trees first, then instances, groups, key
+    pairs. Returns those it could not remove (each said through `progress`; found again next time)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    order = {"processes": 0, "rootfs": 1, "instance": 2, "security group": 3, "key pair": 4}
+    order = {"processes": 0, "mounts": 1, "rootfs": 2, "instance": 3, "security group": 4, "key pair": 5}
     kept: set[str] = set()
+    failed: list[Leftover] = []
     for item in sorted(found, key=lambda x: order[x.kind]):
         build_dir = Path(item.build_dir)
         if item.kind == "processes":
             kill_processes(build_dir / "rootfs")
             end(naming(build_dir))
+        elif item.kind == "mounts":
+            teardown.unmount_all(build_dir / "rootfs")
         elif item.kind == "rootfs":
             remove_tree(Path(item.name))
         else:
@@ -176,11 +182,13 @@ def remove(home: Home, found: list[Leftover], progress: Progress) -> None:
                     ec2.delete_key_pair(KeyName=item.name)
             except (ClientError, BotoCoreError, SandboxError) as exc:
                 kept.add(item.build_dir)
+                failed.append(item)
                 progress(f"sandbox: could not remove {item.describe()}: {exc}; it is found again next time")
                 continue
         progress(f"sandbox: removed {item.describe()} (left by the dead build in {item.build_dir})")
     for build_dir in {item.build_dir for item in found} - kept:
         forget_cloud(Path(build_dir))
+    return failed
 
 
 def report(home: Home, progress: Progress) -> list[Leftover]:

@@ -82,9 +82,9 @@ def rekey_snapshot(backend: Any, ami: Ami, snapshot_id: str) -> None:
     backend.snapshots[snapshot_id] = snapshot
 
 
-def _seed_region(backend: Any, region: str) -> set[str]:
+def _seed_region(backend: Any, region: str, images: tuple[UbuntuImage, ...] | None = None) -> set[str]:
     seeded = set()
-    for image in ubuntu_images():
+    for image in ubuntu_images() if images is None else images:
         ami_id = image_id(region, image.name)
         ami = Ami(
             backend,
@@ -115,3 +115,28 @@ def seed_canonical(account_id: str) -> dict[str, set[str]]:
     account = ec2_backends[account_id]
     org.seed(account_id)
     return {region: _seed_region(account[region], region) for region in account.regions}
+
+
+def release_image(version: str, serial: str) -> tuple[UbuntuImage, ...]:
+    """The images (every architecture) Canonical would publish for Ubuntu `version` as build `serial`
+    (YYYYMMDD[.N]); ValueError for a release the sandbox does not know or a malformed serial."""
+    data = json.loads(_IMAGES_FILE.read_text(encoding="utf-8"))
+    release = next((r for r in data["releases"] if r["version"] == version), None)
+    if release is None:
+        known = ", ".join(r["version"] for r in data["releases"])
+        raise ValueError(f"no Ubuntu {version} in the sandbox; known: {known}")
+    built = _build_date(serial)
+    return tuple(UbuntuImage(
+        name=f"ubuntu/images/{release['family']}/ubuntu-{release['series']}-{version}-{arch}-server-{serial}",
+        description=f"Canonical, Ubuntu, {version} LTS, {arch} {release['series']} image build on {built:%Y-%m-%d}",
+        architecture=aws_arch, creation_date=built, boot_mode="uefi" if arch == "arm64" else "uefi-preferred",
+    ) for arch, aws_arch in data["architectures"].items())
+
+
+def publish(account_id: str, version: str, serial: str) -> dict[str, list[str]]:
+    """Publish a newer Canonical build of Ubuntu `version` in every region, as Canonical does every few
+    weeks (rehearsing a base-image update). Such images are not seeded, so the state keeps them across
+    restarts. Returns the new image IDs per region."""
+    images = release_image(version, serial)
+    account = ec2_backends[account_id]
+    return {region: sorted(_seed_region(account[region], region, images)) for region in account.regions}

@@ -28,9 +28,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from imagefactory.files import atomic_write
-from imagefactory.sandbox import contents, policy
+from imagefactory.sandbox import contents, image_lifecycle, policy
 from imagefactory.sandbox.emulator import (
     HEALTH_PATH,
+    PUBLISH_PATH,
     SANDBOX_ACCOUNT_ID,
     SERVER_FILE,
     SERVER_MARKER,
@@ -52,7 +53,7 @@ MUTATING_ACTIONS = frozenset(
         "UnlabelParameterVersion", "AddTagsToResource", "RemoveTagsFromResource",
         "CreateGrant", "RevokeGrant", "RetireGrant", "PutKeyPolicy",
     }
-)  # fmt: skip
+) | image_lifecycle.ACTIONS  # fmt: skip
 _FORM = "application/x-www-form-urlencoded"
 RESET_PATH = "/moto-api/reset"
 
@@ -153,6 +154,8 @@ class SandboxApp:
             return self._health(start_response)
         if path == contents.CONTENT_PATH:  # what an AMI holds, for the data plane (`sandbox.contents`)
             return self._json(start_response, *contents.answer(environ.get("QUERY_STRING", "")))
+        if path == PUBLISH_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return self._publish(environ, start_response)
         if path == RESET_PATH:  # moto forgets everything, seeded images too: seed them again
             return self._mutate(environ, start_response, reseed=True)
         if request_action(environ) not in MUTATING_ACTIONS:
@@ -166,6 +169,23 @@ class SandboxApp:
     @staticmethod
     def _json(start_response: StartResponse, status: str, data: dict[str, Any]) -> list[bytes]:
         body = json.dumps(data).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _publish(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        """A newer Canonical base image in every region (`seed.publish`), kept by the next save."""
+        from imagefactory.sandbox import seed
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            asked = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            with self.store.lock:
+                made = seed.publish(SANDBOX_ACCOUNT_ID, str(asked["version"]), str(asked["serial"]))
+                number = self.store.changed()
+            self.store.commit(number)
+            status, body = "200 OK", json.dumps(made).encode()
+        except (ValueError, KeyError, TypeError) as exc:
+            status, body = "400 Bad Request", str(exc).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -213,6 +233,7 @@ def build_app(state_dir: Path) -> tuple[SandboxApp, StateStore]:
     """Seed, restore, and wrap moto's dispatcher; the returned store is already loaded."""
     _configure_moto()
     policy.install()
+    image_lifecycle.install()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     started = time.monotonic()

@@ -18,7 +18,7 @@ from moto.ec2.models.amis import Ami
 from moto.ec2.models.key_pairs import KeyPair
 from moto.ssm.models import Parameter, ssm_backends
 
-from imagefactory.sandbox import machines_state, org
+from imagefactory.sandbox import image_lifecycle, machines_state, org
 from imagefactory.sandbox.seed import rekey_snapshot
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,7 @@ def dump_state(account_id: str, seeded: dict[str, set[str]]) -> dict[str, Any]:
         "ec2": {region: data for region, data in ec2.items() if _nonempty(data)},
         "ssm": {region: params for region, params in ssm.items() if params},
         **org.dump(account_id),
+        **image_lifecycle.dump(account_id),
         **({"accounts": others} if others else {}),
     }
 
@@ -250,6 +251,7 @@ def restore_state(account_id: str, state: dict[str, Any]) -> None:
             for param in params:
                 _restore_parameter(ssm[region], account_id, param)
     org.restore(account_id, state)
+    image_lifecycle.restore(account_id, state)
     for other, regions in (state.get("accounts") or {}).items():
         for region, data in regions.items():
             if region in ec2_backends[other].regions:

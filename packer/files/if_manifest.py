@@ -6,7 +6,11 @@ Fields: manifest_version, build_id, target, recipe {name, digest}, repo {url, re
 python {requested, version, executable}, kernel {name, display_name, prefix}, package_tool and
 packages [{name, version}] of the kernel env (`uv pip list --format json`, or `micromamba list --json`
 for a conda kernel env), jupyterlab (version), jupyter {port, token_file}, autostop_minutes,
-login_user, base_os, versions {packer, factory, uv}, created (UTC, ISO 8601). Written atomically,
+login_user, base_os, versions {packer, factory, uv}, created (UTC, ISO 8601), and what the earlier
+stages measured (IF_DIR/results/*.json): imports {ok, failed, warned} (the code's imports, 80-smoke),
+system {programs, libraries, missing}, notebooks [{path, ok, seconds, cell, error}], data [{dest,
+source, bytes, …}] (55-data); a stage that wrote nothing gives null; disk_used_bytes (`du -sx /`,
+measured before 90-cleanup: what the snapshot stores, give or take the caches cleaned there). Written atomically,
 mode 0644. Runs on the image's system python3 (3.10 or newer).
 """
 
@@ -51,6 +55,29 @@ def repo_head(repo_dir: str) -> str | None:
     return output(["git", "-c", f"safe.directory={repo_dir}", "-C", repo_dir, "rev-parse", "HEAD"])
 
 
+def results() -> dict:
+    """What 55-data and 80-smoke recorded in IF_DIR/results/ (null when a file is missing or empty)."""
+    folder = os.path.join(os.environ.get("IF_DIR", "/tmp/imagefactory"), "results")
+    out = {}
+    for key in ("imports", "system", "notebooks", "data"):
+        path = os.path.join(folder, f"{key}.json")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                out[key] = json.load(fh)
+        except (OSError, ValueError):
+            out[key] = None
+    return out
+
+
+def disk_used() -> int | None:
+    """Bytes the root filesystem's files take (`du -sx /`), what the image's snapshot stores."""
+    try:
+        done = subprocess.run(["du", "-sx", "--block-size=1", "/"], capture_output=True, text=True, timeout=300)
+        return int(done.stdout.split()[0])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
 def manifest(config: dict, repo_dir: str) -> dict:
     tool, pkgs = packages(bool(config["conda"]))
     version = output([f"{KERNEL}/bin/python", "-c", "import platform; print(platform.python_version())"])
@@ -73,6 +100,8 @@ def manifest(config: dict, repo_dir: str) -> dict:
         "base_os": os_name(),
         "versions": {**config["versions"], "uv": output([UV, "--version"]).split()[-1]},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "disk_used_bytes": disk_used(),
+        **results(),
     }
 
 

@@ -1,6 +1,6 @@
-"""Smoke test, part 1: the kernel env imports the recipe's top-level packages.
+"""Smoke test, part 1: the kernel env imports the recipe's top-level packages, then the code's imports.
 
-    KERNEL/bin/python if_smoke_imports.py CONFIG REPO_DIR
+    KERNEL/bin/python if_smoke_imports.py CONFIG REPO_DIR [RESULT_JSON]
 
 The packages are config.json's `smoke.required` (the distributions the recipe's pip requirement files,
 conda pip sections and Pipfile name, as the factory parsed them), `smoke.if_installed` (conda package
@@ -8,7 +8,14 @@ names) where they installed a Python distribution, plus the repo itself when it 
 package. Each distribution name becomes import names by, in
 order: a table of well-known differences (scikit-learn -> sklearn), the installed distribution's
 top_level.txt, its RECORD, and finally the name with dashes as underscores. Exits non-zero if any
-import fails. Runs on the kernel's Python, which may be old (3.7+), so it uses plain syntax and reads
+import fails.
+
+Then every module in config.json's `smoke.modules` (what the factory's scan found the repository's code
+importing, standard library and third-party; its own local modules are not imported, since importing a
+script runs it) is imported, each within MODULE_TIMEOUT seconds; a failure of one marked `fail` (by the
+recipe's `smoke.fail_on_import`) fails the smoke test, the others are warnings. RESULT_JSON receives
+{"ok": N, "failed": [{"module", "kind", "error", "fatal"}], "warned": N}. Runs on the kernel's
+Python, which may be old (3.7+), so it uses plain syntax and reads
 *.dist-info / *.egg-info folders itself instead of importlib.metadata.
 """
 
@@ -16,7 +23,10 @@ import importlib
 import json
 import os
 import re
+import signal
 import sys
+
+MODULE_TIMEOUT = 120
 
 KNOWN = {
     "scikit-learn": ["sklearn"], "scikit-image": ["skimage"], "pyyaml": ["yaml"],
@@ -111,6 +121,39 @@ def wanted(config: dict, repo_dir: str, dists: dict) -> list:
     return unique
 
 
+class Timeout(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise Timeout(f"import took longer than {MODULE_TIMEOUT} s")
+
+
+def code_imports(config: dict) -> tuple:
+    """Import each of `smoke.modules`; (fatal failures, the result record)."""
+    modules = (config.get("smoke") or {}).get("modules", [])
+    ok, failed = 0, []
+    signal.signal(signal.SIGALRM, _alarm)
+    for item in modules:
+        signal.alarm(MODULE_TIMEOUT)
+        try:
+            importlib.import_module(item["module"])
+        except BaseException as exc:  # an import may raise anything, SystemExit included
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            failed.append({"module": item["module"], "kind": item["kind"],
+                           "error": f"{type(exc).__name__}: {exc}"[:300], "fatal": bool(item["fail"])})
+            word = "FAILED" if item["fail"] else "failed (warning)"
+            print(f"smoke: code import {item['module']} ({item['kind']}) {word}: {failed[-1]['error']}")
+        else:
+            ok += 1
+        finally:
+            signal.alarm(0)
+    fatal = sum(1 for f in failed if f["fatal"])
+    print(f"smoke: the code's imports: {ok} ok, {len(failed)} failed ({fatal} fail the bake)")
+    return fatal, {"ok": ok, "failed": failed, "warned": len(failed) - fatal}
+
+
 def main(argv: list) -> int:
     with open(argv[1], encoding="utf-8") as fh:
         config = json.load(fh)
@@ -127,7 +170,11 @@ def main(argv: list) -> int:
                 print(f"smoke: import {module} (from {dist}) ok")
     if failed:
         print(f"smoke: {failed} import(s) failed")
-    return 1 if failed else 0
+    fatal, record = code_imports(config)
+    if len(argv) > 3:
+        with open(argv[3], "w", encoding="utf-8") as fh:
+            json.dump(record, fh)
+    return 1 if failed or fatal else 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ kernel_display=$(if_get kernel.display_name)
 pipfile=$(if_get pipfile)
 mapfile -d '' -t conda_files < <(if_list conda)
 mapfile -d '' -t pip_files < <(if_list pip)
+mapfile -d '' -t extra_pkgs < <(if_list packages) # the recipe's environment.packages, resolved with the files
 
 src=$IF_DIR/src
 rm -rf "$src"
@@ -60,9 +61,9 @@ if [[ -n $pipfile ]]; then
         >"$IF_DIR/pipfile-requirements.txt"
     req_args+=(-r "$IF_DIR/pipfile-requirements.txt")
 fi
-if ((${#req_args[@]} + ${#kernel_pkgs[@]} > 0)); then
-    if_log "installing ${pip_files[*]} ${pipfile} ${kernel_pkgs[*]}"
-    install_pip "${req_args[@]}" "${kernel_pkgs[@]}"
+if ((${#req_args[@]} + ${#kernel_pkgs[@]} + ${#extra_pkgs[@]} > 0)); then
+    if_log "installing ${pip_files[*]} ${pipfile} ${extra_pkgs[*]} ${kernel_pkgs[*]}"
+    install_pip "${req_args[@]}" "${extra_pkgs[@]}" "${kernel_pkgs[@]}"
 fi
 
 if_log "registering kernel '$kernel_name' in the server env"

@@ -1,0 +1,72 @@
+"""Smoke test, part 4: run the recipe's notebooks marked `run: true`, headless, in the kernel env.
+
+    SERVER/bin/python if_run_notebooks.py CONFIG REPO_DIR KERNEL_NAME RESULT_JSON
+
+Run as the login user. Each notebook of config.json's `smoke.notebooks` is executed with nbclient (which
+the server env's JupyterLab brings) on the recipe's kernel, cell by cell, each cell within the notebook's
+`timeout` seconds, with the notebook's own folder as the working directory (as JupyterLab runs it). The
+notebook file is not changed. A failing cell fails the smoke test, naming the notebook and the cell
+(1-based, counting every cell, as the factory's import scan does). Writes [{"path", "ok", "seconds",
+"cell", "error"}] to RESULT_JSON.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def run(path: str, kernel: str, timeout: int) -> dict:
+    notebook = nbformat.read(path, as_version=4)
+    folder = os.path.dirname(path)
+    client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": folder}})
+    started = time.monotonic()
+    cell_no, error = None, None
+    with client.setup_kernel(cwd=folder):
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type != "code":
+                continue
+            try:
+                client.execute_cell(cell, index)
+            except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+                cell_no = index + 1
+                text = ANSI.sub("", str(exc)).strip().splitlines()
+                error = f"{type(exc).__name__}: {text[-1] if text else ''}"[:300]
+                break
+    return {"ok": error is None, "seconds": round(time.monotonic() - started, 2), "cell": cell_no, "error": error}
+
+
+def main(argv: list) -> int:
+    with open(argv[1], encoding="utf-8") as fh:
+        notebooks = (json.load(fh).get("smoke") or {}).get("notebooks", [])
+    repo, kernel = argv[2], argv[3]
+    results = []
+    for item in notebooks:
+        print(f"notebook: running {item['path']} (kernel {kernel}, {item['timeout']} s per cell)", flush=True)
+        try:
+            outcome = run(os.path.join(repo, item["path"]), kernel, int(item["timeout"]))
+        except Exception as exc:  # unreadable notebook, kernel that will not start: the notebook failed
+            outcome = {"ok": False, "seconds": 0.0, "cell": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        results.append({"path": item["path"], **outcome})
+        if outcome["ok"]:
+            print(f"notebook: {item['path']} ran in {outcome['seconds']} s", flush=True)
+        else:
+            where = f"cell {outcome['cell']}" if outcome["cell"] else "before any cell"
+            print(f"notebook: {item['path']} FAILED at {where}: {outcome['error']}", flush=True)
+    with open(argv[4], "w", encoding="utf-8") as fh:
+        json.dump(results, fh)
+    failed = [r for r in results if not r["ok"]]
+    if failed:
+        print("notebook: failed: " + ", ".join(f"{r['path']} cell {r['cell']}" for r in failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
