@@ -22,8 +22,8 @@ GRANT_OPERATIONS = ["Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom", "R
                     "GenerateDataKeyWithoutPlaintext"]
 COPY_TIMEOUT = 1800.0
 # Independent calls of one region at once: enough to hide the latency of a class's batches and grants,
-# few enough to stay under AWS's request rates (KMS CreateGrant: 50 per second per region), with every
-# region doing the same.
+# few, as AWS's request rates are per region (KMS CreateGrant: 50 per second); a throttled call is retried
+# by botocore.
 IN_REGION_WORKERS = 4
 T = TypeVar("T")
 
