@@ -2,13 +2,19 @@
 to every API call: wall time one region after the other versus concurrently, and the API calls of a
 second, no-change run.
 
-    python bench/share.py [--latency-ms 50] [--accounts 200]
+    python bench/share.py [--latency-ms 50] [--accounts 200] [--class-key]
 
 Targets: concurrent at least 3x faster than sequential with 4 regions; the second run makes only reads
-(Describe*, List*, Get*). The latency is added on the client, before each request is sent (botocore's
-`before-send` event of the default session), so it overlaps across threads as a network's would. The
-build is made by hand (an unencrypted copy of a seeded Ubuntu image, recorded in a fresh catalog): the
-figures are the orchestrator's, not a bake's. Printed, not asserted.
+(Describe*, List*, Get*). "Sequential" is `converge(workers=1)`: one call after the other (one region after
+the other, and in a region one batch, grant, read after the other); "concurrent" is the command as it runs:
+the regions at once, and in each its independent calls at once (`classes.aws.IN_REGION_WORKERS`).
+`--class-key` gives the class the sandbox's customer-managed key: every region then gets a copy on it, and
+every account a KMS grant per region (800 CreateGrant calls for 200 accounts in 4 regions).
+
+The latency is added on the client, before each request is sent (botocore's `before-send` event of the
+default session), so it overlaps across threads as a network's would. The build is made by hand (an
+unencrypted copy of a seeded Ubuntu image, recorded in a fresh catalog): the figures are the
+orchestrator's, not a bake's. Printed, not asserted.
 
 Besides the whole command, the region phase is timed: from the start until `converge` reports its first
 region outcome (the encryption check and every region's copy, reads, writes and verification), that is
@@ -16,7 +22,8 @@ without the one catalog write at the end, which both modes make alike. Each mode
 command runs (its boto3 clients made inside the timed run), and "warm", with the clients made before timing
 (`Clients`, the cache `converge` itself uses). Every run starts on a fresh emulator and catalog (earlier
 runs' copies and records would slow later ones). The emulator's own CPU per call (a Python server: it does
-not overlap on 2 cores) stays inside every figure.
+not overlap on 2 cores) stays inside every figure, and so does its state save (a group commit: concurrent
+writes share one).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from imagefactory.classes import roster as rosters  # noqa: E402
 from imagefactory.classes.share import Clients, converge  # noqa: E402
 from imagefactory.cloud.target import open_target  # noqa: E402
 from imagefactory.sandbox.emulator import down  # noqa: E402
-from imagefactory.sandbox.org import OU_ARN  # noqa: E402
+from imagefactory.sandbox.org import CLASS_KEY_ALIAS, OU_ARN  # noqa: E402
 
 REGIONS = ("us-west-2", "us-east-1", "us-east-2", "eu-west-1")
 READS = ("Describe", "List", "Get")
@@ -77,10 +84,10 @@ def make_build(target: Any, path: Path) -> None:
                                                   recipe_digest="", build=build))
 
 
-def roster(home: Path, name: str, first: int, accounts: int) -> rosters.Roster:
+def roster(home: Path, name: str, first: int, accounts: int, key: str | None = None) -> rosters.Roster:
     rows = [{"id": f"{first + i:012d}"} for i in range(accounts)]
     doc = rosters.new_document(title=name, regions=REGIONS, accounts=rows, start=date(2026, 1, 1),
-                               end=date(2026, 6, 1))
+                               end=date(2026, 6, 1), kms_key=key)
     doc["ous"] = [OU_ARN]
     return rosters.write_new(home, name, doc, force=True)
 
@@ -105,7 +112,7 @@ def measure(args: argparse.Namespace, calls: Calls, clients: str, label: str, wo
         target = open_target("sandbox", state)
         path = home / "catalog.yaml"
         make_build(target, path)
-        r = roster(home, "bench-class", 300000000000, args.accounts)
+        r = roster(home, "bench-class", 300000000000, args.accounts, CLASS_KEY_ALIAS if args.class_key else None)
         given = target if clients == "cold" else warm(target)
         reported: list[float] = []
         calls.reset()
@@ -114,8 +121,9 @@ def measure(args: argparse.Namespace, calls: Calls, clients: str, label: str, wo
                           progress=lambda _line: reported.append(time.monotonic()))
         whole, phase = time.monotonic() - started, reported[0] - started
         assert not report.failed, report.text()
+        key = ", class key" if args.class_key else ""
         print(f"{clients} {label:>10}: {whole:6.2f} s (region phase {phase:5.2f} s), {sum(calls.reset().values())} "
-              f"API calls ({len(REGIONS)} regions, {args.accounts} accounts + 1 OU, {args.latency_ms:g} ms each)")
+              f"API calls ({len(REGIONS)} regions, {args.accounts} accounts + 1 OU{key}, {args.latency_ms:g} ms each)")
     except BaseException:
         down(state)
         tmp.cleanup()
@@ -131,6 +139,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--accounts", type=int, default=200)
+    parser.add_argument("--class-key", action="store_true", help="share with the class key (copies and grants)")
     args = parser.parse_args()
     calls = Calls(args.latency_ms / 1000)
     boto3.setup_default_session()

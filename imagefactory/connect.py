@@ -21,7 +21,7 @@ from typing import Any
 
 from imagefactory import catalog, pricing, proc
 from imagefactory.cloud import instances as ec2
-from imagefactory.cloud.target import SANDBOX_NOTICE, Target, choose_target, open_target
+from imagefactory.cloud.target import SANDBOX_NOTICE, Target, choose_target, open_target, sandbox_at_endpoint
 from imagefactory.errors import CloudError, HomeNotFound
 from imagefactory.home import Home, find_home
 from imagefactory.result import Result
@@ -32,6 +32,8 @@ Progress = Callable[[str], None]
 REMOTE_READ = ('. /etc/imagefactory/jupyter.env && printf "%s\\n" "$IF_JUPYTER_PORT" && '
                'cat -- "$JUPYTER_TOKEN_FILE"')
 TOKEN_WAIT = 180.0
+STUDENT_NOTICE = ("SANDBOX: AWS_ENDPOINT_URL is the local EC2 emulator at {endpoint}; acting as account {account}, "
+                  "instances run on this machine. Nothing here touches AWS.")
 
 
 def endpoint(home: Home | None, target: Target, region: str, instance: dict[str, Any]) -> Endpoint:
@@ -48,10 +50,9 @@ def endpoint(home: Home | None, target: Target, region: str, instance: dict[str,
         return Endpoint(iid, region, instance.get("PublicIpAddress", ""), ec2.SSH_PORT, user, key, None)
     from imagefactory.sandbox import instances as local
 
-    assert home is not None  # open_any_target refuses the sandbox without one
-    booted = local.load(home, iid)
+    booted = local.load(local.data_home(target), iid)
     if booted is None or not local.is_up(booted):
-        raise CloudError(f"sandbox instance {iid} is not running here", f"start it: invoke start {iid}")
+        raise CloudError(f"sandbox instance {iid} is not running here", f"start it: {again}")
     return Endpoint(iid, region, "127.0.0.1", booted.ssh_port, user, key, booted.jupyter_port)
 
 
@@ -142,10 +143,16 @@ def open_catalog_target(home: Home, sandbox: bool, progress: Progress) -> Target
 
 
 def open_any_target(home: Home | None, sandbox: bool, progress: Progress) -> Target:
-    """The target with or without a factory home. Without one only AWS (or an emulator reached by
-    AWS_ENDPOINT_URL) works: the sandbox's emulator and its local instances live in a home."""
+    """The target with or without a factory home. Without one: AWS, or the sandbox when AWS_ENDPOINT_URL is
+    its emulator (as the caller's credentials say: a student's assumed role; its instances run on this
+    machine from the packed images of the emulator's home). Else the sandbox needs a home: its emulator and
+    local instances live in one."""
     if home is not None:
         return open_catalog_target(home, sandbox, progress)
+    found = sandbox_at_endpoint()
+    if found is not None:
+        progress(STUDENT_NOTICE.format(endpoint=found.endpoint, account=found.account))
+        return found
     if choose_target(sandbox=sandbox) == "sandbox":
         why = "--sandbox was given" if sandbox else "no AWS credentials are configured"
         raise no_home(f"the sandbox's emulator lives in a home, and {why}",
@@ -217,16 +224,16 @@ def change(home: Home | None, target: Target, ident: str, action: str, progress:
     """stop (keeps the disk), start, or terminate (deletes it) one instance; sandbox ones locally too."""
     region, inst = locate(home, target, ident, region)
     iid = inst["InstanceId"]
-    local = None
-    if target.sandbox and home is not None:
+    local, data = None, target.sandbox_home  # the sandbox's data plane, whoever calls
+    if target.sandbox and data is not None:
         from imagefactory.sandbox import instances as local
     if local and action in ("stop", "terminate"):
-        (local.halt if action == "stop" else local.remove)(home, iid)
+        (local.halt if action == "stop" else local.remove)(data, iid)
     state = ec2.change_state(target, region, iid, action)
     if action == "start":
         state = ec2.wait_state(target, region, iid, "running", ec2.RUN_TIMEOUT)["State"]["Name"]
         if local:
-            booted = local.boot(home, iid, progress)
+            booted = local.boot(data, iid, progress)
             ec2.wait_ssh("127.0.0.1", booted.ssh_port, ec2.SSH_TIMEOUT)
     progress(f"{action}: {iid} ({region}) is {state}")
     return {"id": iid, "region": region, "action": action, "state": state, "target": target.kind}

@@ -3,17 +3,17 @@ choice of build and region, then the effects, undone on failure.
 
     launch(home, opts, progress)  -> LaunchResult  key pair, security group, instance, wait, prices
 
-Without a factory home (`home` None: a student) only `--ami` works, on AWS (an emulator reached by
-AWS_ENDPOINT_URL counts); the sandbox's emulator and local instances live in a home, so there
-`IMAGEFACTORY_HOME` must name it.
+Without a factory home (`home` None: a student) only `--ami` works: on AWS, or in the sandbox when
+AWS_ENDPOINT_URL is its emulator (the student's own credentials; the instance runs on this machine).
 
 What is decided before the first effect (options, the build and AMI, user data, commands, the summary) is
 pure and lives in `imagefactory.launch_plan`.
 
 A failed or interrupted launch removes what it made in that call (the instance, and a security group or
 key pair it created); what existed before is left alone. In the sandbox the instance is also started as
-a local instance (`imagefactory.sandbox.instances`): the packed root filesystem of the build, its sshd
-and JupyterLab on loopback.
+a local instance (`imagefactory.sandbox.instances`): the packed root filesystem of the build the AMI
+holds (`sandbox.contents`: asked of the emulator, for the owner as for an account it is shared with), its
+sshd and JupyterLab on loopback.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class _Plan:
     jupyter_port: int
     cidr: str
     notes: tuple[str, ...] = ()
+    content: str = ""  # sandbox: the build whose packed rootfs the instance boots
 
 
 @dataclass
@@ -101,18 +102,18 @@ def launch(home: Home | None, opts: LaunchOptions, progress: Progress) -> Launch
         entry = find_entry(home, target, opts.name)
         user, jupyter_port, order = image_facts(home, opts.name)
         choice = choose(entry, opts.region, order)
-    if target.sandbox:
+    content = ""
+    if target.sandbox:  # what the AMI holds, as the emulator says for this caller (owner or student alike)
         from imagefactory.sandbox import instances as local
 
-        assert home is not None  # open_any_target refuses the sandbox without one
-        local.check_ready(home, choice.build_id)
+        content = local.content_of(target, choice.region, choice.ami)
     cidr = access.check_cidr(opts.cidr, allow_wide=opts.allow_wide_cidr) if opts.cidr else access.caller_cidr(target)
-    plan = _Plan(choice, user, jupyter_port, cidr, notes)
+    plan = _Plan(choice, user, jupyter_port, cidr, notes, content)
     made = _Made()
     try:
         return _create(home, target, opts, plan, made, progress)
     except BaseException as exc:
-        _rollback(home, target, choice.region, made, progress)
+        _rollback(target, choice.region, made, progress)
         if isinstance(exc, FactoryError | KeyboardInterrupt):
             raise
         from botocore.exceptions import BotoCoreError, ClientError
@@ -169,7 +170,7 @@ def _create(home: Home | None, target: Target, opts: LaunchOptions, plan: _Plan,
     what = f"{choice.image} build {choice.build_id}" if choice.build_id else choice.image
     progress(f"launching {what} ({choice.ami}) in {choice.region} as "
              f"{opts.instance_type}{' spot' if opts.spot else ''}")
-    host, port, jupyter_port = _start(home, target, spec, plan, made, progress)
+    host, port, jupyter_port = _start(target, spec, plan, made, progress)
     if opts.wait:
         progress(f"instance {made.instance} runs; waiting for ssh at {host}:{port}")
         ec2.wait_ssh(host, port, ec2.SSH_TIMEOUT)
@@ -193,7 +194,7 @@ def _notes(target: Target, opts: LaunchOptions) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _start(home: Home | None, target: Target, spec: ec2.RunSpec, plan: _Plan, made: _Made,
+def _start(target: Target, spec: ec2.RunSpec, plan: _Plan, made: _Made,
            progress: Progress) -> tuple[str, int, int]:
     """Run the instance and wait until it runs; in the sandbox, boot it locally. Returns host, ssh and
     JupyterLab ports."""
@@ -204,11 +205,11 @@ def _start(home: Home | None, target: Target, spec: ec2.RunSpec, plan: _Plan, ma
         return instance.get("PublicIpAddress", ""), ec2.SSH_PORT, plan.jupyter_port
     from imagefactory.sandbox import instances as local
 
-    assert made.key is not None and home is not None
+    assert made.key is not None
     made.local = True
-    booted = local.create(home, local.LocalSpec(made.instance, plan.choice.build_id, plan.user,
-                                                made.key.public_key, int(spec.tags["imagefactory:autostop-minutes"])),
-                          progress)
+    spec_here = local.LocalSpec(made.instance, plan.content, plan.user, made.key.public_key,
+                                int(spec.tags["imagefactory:autostop-minutes"]))
+    booted = local.create(local.data_home(target), spec_here, progress)
     known = Path.home() / ".ssh" / "imagefactory-known-hosts" / made.instance
     known.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     known.write_text("".join(f"{made.instance} {line}\n" for line in booted.host_keys))
@@ -232,11 +233,11 @@ def _owner(target: Target) -> str:
         return getpass.getuser()
 
 
-def _rollback(home: Home | None, target: Target, region: str, made: _Made, progress: Progress) -> None:
+def _rollback(target: Target, region: str, made: _Made, progress: Progress) -> None:
     """Remove what this launch made, newest first; report (never raise) what could not be removed."""
     steps: list[tuple[str, Any]] = []
     if made.instance:
-        steps.append((f"instance {made.instance}", lambda: _drop_instance(home, target, region, made)))
+        steps.append((f"instance {made.instance}", lambda: _drop_instance(target, region, made)))
     if made.group:
         steps.append((f"security group {made.group}", lambda: access.delete_security_group(target, region, made.group)))
     if made.key and (made.key.created_remote or made.key.created_local):
@@ -249,12 +250,12 @@ def _rollback(home: Home | None, target: Target, region: str, made: _Made, progr
             progress(f"cleanup: could not remove {what}: {type(exc).__name__}: {exc}")
 
 
-def _drop_instance(home: Home | None, target: Target, region: str, made: _Made) -> None:
+def _drop_instance(target: Target, region: str, made: _Made) -> None:
     assert made.instance is not None
-    if made.local and home is not None:
+    if made.local:
         from imagefactory.sandbox import instances as local
 
-        local.remove(home, made.instance)
+        local.remove(local.data_home(target), made.instance)
     ec2.change_state(target, region, made.instance, "terminate")
     if made.group and not target.sandbox:
         ec2.wait_state(target, region, made.instance, "terminated", ec2.RUN_TIMEOUT)

@@ -101,6 +101,27 @@ def example_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     stop_emulator(h)
 
 
+EXAMPLE = REPO_ROOT / "examples" / "hello-binder"
+
+
+def packed_build(h: Home) -> str:
+    """The id of an available sandbox build of the bundled example with a packed rootfs in `h` (the
+    session's `example_home`: whichever test needs one first bakes it, with real provisioning)."""
+    import json
+
+    from imagefactory import catalog
+    from imagefactory.sandbox.archive import image_path
+
+    entry = catalog.load(h.catalog_path("sandbox")).images.get("hello-binder")
+    for build in sorted(entry.builds if entry else (), key=lambda b: b.created, reverse=True):
+        if build.status == "available" and image_path(h, build.id).is_file():
+            return build.id
+    build_id = json.loads(run_cli(h, "bake", "--repo", str(EXAMPLE), "--sandbox", "--json", check=True,
+                                  timeout=1800).stdout)["build_id"]
+    assert image_path(h, build_id).is_file(), "a provisioned sandbox bake packs its root filesystem"
+    return build_id
+
+
 def stop_emulator(h: Home) -> None:
     from imagefactory.sandbox.emulator import down
 

@@ -214,4 +214,4 @@ def test_the_storage_line_prices_each_region_from_the_table_and_never_guesses() 
     table = {"compiled": "2026-11-27", "ebs_snapshot_gb_month": {"us-west-2": 0.05, "eu-central-1": 0.054}}
     line = image_storage(table, 10 * 2**30, ["us-west-2", "eu-central-1", "ap-south-1"])
     assert line == ("image: 10.00 GiB used; storing it costs about $1.04/month (us-west-2 $0.50, eu-central-1 "
-                    "$0.54, ap-south-1 price unknown; EBS snapshots, bundled table (compiled 2026-11-27))")
+                    "$0.54, ap-south-1 price unknown; EBS snapshots, bundled table (EBS prices compiled 2026-11-27))")

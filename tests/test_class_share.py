@@ -8,20 +8,27 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import requests
 from botocore.exceptions import ClientError
-from conftest import git, new_home, run_cli, stop_emulator, write_files
+from conftest import git, new_home, packed_build, run_cli, stop_emulator, write_files
 
 from imagefactory import catalog
+from imagefactory.classes import aws
 from imagefactory.classes import roster as rosters
 from imagefactory.classes.share import converge
 from imagefactory.cloud.target import open_target
@@ -285,16 +292,43 @@ def test_an_ou_class_gets_the_key_policy_statement_that_lets_its_accounts_launch
     assert [(s["ami"], s["accounts"], s["ous"]) for s in recorded] == [(ami, 0, [OU_ARN])]
 
 
+def test_independent_calls_of_a_region_run_at_once_and_a_failure_is_raised_once_all_ended() -> None:
+    together = threading.Barrier(aws.IN_REGION_WORKERS, timeout=30)  # broken unless all wait at the same time
+    assert aws.at_once([partial(lambda i: (together.wait(), i)[1], i) for i in range(aws.IN_REGION_WORKERS)]) == [
+        0, 1, 2, 3]
+    here = threading.get_ident()
+    assert aws.at_once([threading.get_ident, threading.get_ident], workers=1) == [here, here]  # one after the other
+    ended: list[str] = []
+
+    def fails() -> None:
+        raise ValueError("AccessDenied")
+
+    def slow() -> None:
+        time.sleep(0.2)
+        ended.append("slow")
+
+    with pytest.raises(ValueError, match="AccessDenied"):
+        aws.at_once([fails, slow])
+    assert ended == ["slow"]
+
+
 STUDENT_CIDR = "198.51.100.9/32"
 
 
-def student_cli(folder: Path, endpoint: str, creds: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """The real CLI run by a student: from an empty folder, no factory home, the student's own credentials,
-    the AWS code path (AWS_ENDPOINT_URL points it at the emulator)."""
+def student_env(folder: Path, endpoint: str, creds: dict[str, str]) -> dict[str, str]:
+    """A student's environment: no factory home, their own credentials, AWS_ENDPOINT_URL at the emulator."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGEFACTORY_"))}
-    env.update({"HOME": str(folder), "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-west-2", **creds})
-    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", *args]
-    return subprocess.run(argv, cwd=folder, env=env, text=True, capture_output=True, timeout=300, check=False)
+    return {**env, "HOME": str(folder), "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-west-2", **creds}
+
+
+def student_argv(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from imagefactory.main import program; program.run()", *args]
+
+
+def student_cli(folder: Path, endpoint: str, creds: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI run by a student, from an empty folder (see `student_env`)."""
+    return subprocess.run(student_argv(*args), cwd=folder, env=student_env(folder, endpoint, creds), text=True,
+                          capture_output=True, timeout=600, check=False)
 
 
 def assumed(h: Home, account: str) -> dict[str, str]:
@@ -305,8 +339,18 @@ def assumed(h: Home, account: str) -> dict[str, str]:
             "AWS_SESSION_TOKEN": got["SessionToken"]}
 
 
-def test_a_student_with_no_factory_home_launches_the_shared_ami(baked: tuple[Home, str], tmp_path: Path) -> None:
+def student_instances(endpoint: str, creds: dict[str, str]) -> list[dict[str, Any]]:
+    ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=endpoint, aws_access_key_id=creds[
+        "AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=creds["AWS_SESSION_TOKEN"])
+    return [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+
+
+def test_a_student_with_no_factory_home_reaches_the_sandbox_and_is_refused_what_it_cannot_run(
+        baked: tuple[Home, str], tmp_path: Path) -> None:
     h, _name = baked
+    build = catalog.load(h.catalog_path("sandbox")).image("hydro").latest_build()
+    assert build is not None
     write_roster(h, [{"id": STUDENTS[0], "label": LABEL}], key=CLASS_KEY_ALIAS, name="student-class",
                  regions=("us-west-2",))
     shared = json.loads(run_cli(h, "share", "hydro", "--class", "student-class", "--json", check=True).stdout)
@@ -325,63 +369,120 @@ def test_a_student_with_no_factory_home_launches_the_shared_ami(baked: tuple[Hom
         "was built or copied), or ask whoever shared it to share it with your account)")
     assert not (folder / ".ssh").exists()
 
-    # the student: the same safe defaults as `invoke launch`, in the student's own account
+    # the student, in the sandbox as their own account: the class's copy holds the API-only build (the emulator
+    # follows the copy to it; the student sees none of its tags), which has no root filesystem to run
     creds = assumed(h, STUDENTS[0])
-    done = student_cli(folder, endpoint, creds, "launch", "--ami", ami, "--region", "us-west-2", "--cidr",
-                       STUDENT_CIDR, "--no-wait", "--json")
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["ami"] == ami and result["region"] == "us-west-2" and result["target"] == "aws"
-    pem = Path(result["key_path"])
-    assert pem == folder / ".ssh" / "imagefactory-us-west-2.pem" and stat.S_IMODE(pem.stat().st_mode) == 0o400
-    assert result["tunnel_command"] == f"ssh -i {pem} -N -L 7005:localhost:8889 ubuntu@{result['host']}"
-    ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=endpoint, aws_access_key_id=creds[
-        "AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=creds["AWS_SESSION_TOKEN"])
-    inst = ec2.describe_instances(InstanceIds=[result["instance_id"]])["Reservations"][0]["Instances"][0]
-    assert inst["State"]["Name"] == "running" and inst["ImageId"] == ami
-    assert inst["MetadataOptions"]["HttpTokens"] == "required"
-    volume = ec2.describe_volumes(VolumeIds=[inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]])["Volumes"][0]
-    assert volume["Encrypted"] is True
-    shutdown = ec2.describe_instance_attribute(InstanceId=inst["InstanceId"],
-                                               Attribute="instanceInitiatedShutdownBehavior")
-    assert shutdown["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
-    data = ec2.describe_instance_attribute(InstanceId=inst["InstanceId"], Attribute="userData")["UserData"]["Value"]
-    assert 'content: "60\\n"' in base64.b64decode(data).decode()
-    (group,) = ec2.describe_security_groups(GroupIds=[g["GroupId"] for g in inst["SecurityGroups"]])["SecurityGroups"]
-    assert [r["CidrIp"] for p in group["IpPermissions"] for r in p["IpRanges"]] == [STUDENT_CIDR]
-    assert ec2.describe_key_pairs(KeyNames=[result["key_name"]])["KeyPairs"]
-    assert "PRIVATE KEY" not in done.stdout + done.stderr
+    before = student_instances(endpoint, creds)  # what the tests above launched as this student
+    done = student_cli(folder, endpoint, creds, "launch", "--ami", ami, "--region", "us-west-2", "--no-wait")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[0] == (f"SANDBOX: AWS_ENDPOINT_URL is the local EC2 emulator at {endpoint}; "
+                                          f"acting as account {STUDENTS[0]}, instances run on this machine. "
+                                          "Nothing here touches AWS.")
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: build {build.id} has no packed root filesystem")
+    assert student_instances(endpoint, creds) == before and not (folder / ".ssh").exists()
 
     by_name = student_cli(folder, endpoint, creds, "launch", "hydro", "--region", "us-west-2")
     assert by_name.returncode == 1 and by_name.stderr.strip().splitlines()[-1].startswith("error: no factory home")
     assert "or launch an AMI you were given: imagefactory launch --ami AMI_ID --region R)" in by_name.stderr
-
-    # the next steps, by instance id and region, still without a home
-    iid = result["instance_id"]
-    text = student_cli(folder, endpoint, creds, "launch", "--ami", ami, "--region", "us-west-2", "--cidr",
-                       STUDENT_CIDR, "--no-wait")
-    assert text.returncode == 0, text.stderr
-    second = re.search(r"launched (i-[0-9a-f]+)", text.stdout)
-    assert second is not None
-    assert f"imagefactory connect {second[1]} --region us-west-2" in text.stdout
-    assert f"imagefactory terminate {second[1]} --region us-west-2" in text.stdout
-    stopped = student_cli(folder, endpoint, creds, "stop", iid, "--region", "us-west-2", "--json")
-    assert stopped.returncode == 0, stopped.stderr
-    assert json.loads(stopped.stdout)["state"] in ("stopping", "stopped")
-    refused = student_cli(folder, endpoint, creds, "connect", iid, "--region", "us-west-2")
-    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1] == (
-        f"error: instance {iid} is stopped (start it: imagefactory start {iid} --region us-west-2)")
-    listed = student_cli(folder, endpoint, creds, "instances", "--json")  # the configured region (AWS_REGION)
-    assert listed.returncode == 0, listed.stderr
-    assert sorted(i["id"] for i in json.loads(listed.stdout)) == sorted((iid, second[1]))
-    for ident in (iid, second[1]):
-        gone = student_cli(folder, endpoint, creds, "terminate", ident, "--region", "us-west-2", "--yes", "--json")
-        assert gone.returncode == 0, gone.stderr
-    for ident in (iid, second[1]):
-        inst = ec2.describe_instances(InstanceIds=[ident])["Reservations"][0]["Instances"][0]
-        assert inst["State"]["Name"] in ("shutting-down", "terminated")
     assert run_cli(h, "unshare", "hydro", "--class", "student-class").returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.network  # the lab is a provisioned bake (packages from the index)
+def test_a_student_launches_the_shared_lab_and_connects_through_the_tunnel(example_home: Home,
+                                                                          tmp_path: Path) -> None:
+    """The class's copy of a provisioned bake, launched by a student's account with no home and no catalog:
+    the same launch as the owner's, the local instance booted from the build the copy came from."""
+    from imagefactory.sandbox import instances as local
+
+    h = example_home
+    build_id = packed_build(h)
+    own = catalog.load(h.catalog_path("sandbox")).image("hello-binder").build(build_id)
+    assert own is not None
+    write_roster(h, [{"id": STUDENTS[0], "label": LABEL}], key=CLASS_KEY_ALIAS, name="lab-class",
+                 regions=("us-west-2",))
+    shared = json.loads(run_cli(h, "share", "hello-binder", "--class", "lab-class", "--build", build_id, "--json",
+                                check=True).stdout)["regions"][0]
+    ami = shared["ami"]
+    assert shared["copied"] and ami != own.amis["us-west-2"]
+    endpoint = open_target("sandbox", h.emulator_dir).endpoint
+    assert endpoint is not None
+    folder = tmp_path / "student"
+    folder.mkdir()
+    creds, iid = assumed(h, STUDENTS[0]), ""
+    try:
+        refused = student_cli(folder, endpoint, assumed(h, OUTSIDER), "launch", "--ami", ami, "--region", "us-west-2")
+        assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1].startswith(
+            f"error: AMI {ami} is not in us-west-2 for account {OUTSIDER} ")
+
+        done = student_cli(folder, endpoint, creds, "launch", "--ami", ami, "--region", "us-west-2", "--json")
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        iid = result["instance_id"]
+        assert (result["target"], result["host"], result["ami"], result["cidr"]) == ("sandbox", "127.0.0.1", ami,
+                                                                                      "127.0.0.1/32")
+        assert any("a shared image shows none to other accounts" in n for n in result["notes"])
+        pem = Path(result["key_path"])
+        assert pem.parent == folder / ".ssh" and stat.S_IMODE(pem.stat().st_mode) == 0o400
+        (inst,) = student_instances(endpoint, creds)
+        assert (inst["InstanceId"], inst["ImageId"], inst["State"]["Name"]) == (iid, ami, "running")
+        assert inst["MetadataOptions"]["HttpTokens"] == "required"
+        ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=endpoint, aws_access_key_id=creds[
+            "AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=creds["AWS_SESSION_TOKEN"])
+        volume = ec2.describe_volumes(VolumeIds=[inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]])["Volumes"][0]
+        assert volume["Encrypted"] is True
+        shutdown = ec2.describe_instance_attribute(InstanceId=iid, Attribute="instanceInitiatedShutdownBehavior")
+        assert shutdown["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
+        data = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]["Value"]
+        assert 'content: "60\\n"' in base64.b64decode(data).decode()
+        (group,) = ec2.describe_security_groups(GroupIds=[g["GroupId"] for g in inst["SecurityGroups"]])[
+            "SecurityGroups"]
+        assert [r["CidrIp"] for p in group["IpPermissions"] for r in p["IpRanges"]] == ["127.0.0.1/32"]
+        assert "PRIVATE KEY" not in done.stdout + done.stderr
+        assert local.load(h, iid) is not None  # booted by the emulator's home's data plane, from the owner's build
+
+        port = free_port()
+        connect = subprocess.Popen(student_argv("connect", iid, "--region", "us-west-2", "--local-port", str(port)),
+                                   cwd=folder, env=student_env(folder, endpoint, creds), text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        watchdog = threading.Timer(240, connect.kill)
+        watchdog.start()
+        try:
+            assert connect.stdout is not None
+            url = connect.stdout.readline().strip()
+            assert url.startswith(f"http://localhost:{port}/lab?token="), connect.stderr and connect.stderr.read()
+            token = url.partition("token=")[2]
+            status = requests.get(f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"token {token}"},
+                                  timeout=30, proxies={"http": "", "https": ""})
+            assert status.status_code == 200 and "started" in status.json()
+            assert requests.get(f"http://127.0.0.1:{port}/api/status", timeout=30,
+                                proxies={"http": "", "https": ""}).status_code == 403
+        finally:
+            connect.send_signal(signal.SIGINT)
+            code = connect.wait(timeout=60)
+            watchdog.cancel()
+            err = connect.stderr.read() if connect.stderr else ""
+            for stream in (connect.stdout, connect.stderr):
+                if stream:
+                    stream.close()
+        assert code == 0, err
+        assert token not in err + done.stdout + done.stderr
+
+        gone = student_cli(folder, endpoint, creds, "terminate", iid, "--region", "us-west-2", "--yes", "--json")
+        assert gone.returncode == 0, gone.stderr
+        assert json.loads(gone.stdout)["state"] in ("shutting-down", "terminated")
+        assert local.load(h, iid) is None and not (local.instances_dir(h) / iid).exists()
+        iid = ""
+    finally:
+        if iid:
+            local.remove(h, iid)
+        assert run_cli(h, "unshare", "hello-binder", "--class", "lab-class", "--build", build_id).returncode == 0
 
 
 def test_without_a_home_or_credentials_launch_says_what_the_sandbox_needs(tmp_path: Path) -> None:

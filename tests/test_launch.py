@@ -29,7 +29,7 @@ import boto3
 import pytest
 import requests
 import websocket
-from conftest import cli_env, interrupt_at, new_home, run_cli, stop_emulator
+from conftest import cli_env, interrupt_at, new_home, packed_build, run_cli, stop_emulator
 from jupyter_client.session import Session
 
 from imagefactory import catalog
@@ -245,20 +245,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def packed_build(h: Home) -> str:
-    """The id of an available sandbox build of the example with a packed rootfs (baking it if needed)."""
-    from imagefactory.sandbox.instances import image_path
-
-    entry = catalog.load(h.catalog_path("sandbox")).images.get("hello-binder")
-    for build in sorted(entry.builds if entry else (), key=lambda b: b.created, reverse=True):
-        if build.status == "available" and image_path(h, build.id).is_file():
-            return build.id
-    build_id = json.loads(cli(h, "bake", "--repo", str(EXAMPLE), "--sandbox", "--json", check=True,
-                              timeout=1800).stdout)["build_id"]
-    assert image_path(h, build_id).is_file(), "a provisioned sandbox bake packs its root filesystem"
-    return build_id
 
 
 @pytest.fixture(scope="module")
@@ -488,11 +474,17 @@ def test_sandbox_launch_that_fails_after_run_instances_leaves_nothing(example_ho
     from imagefactory.sandbox.instances import image_path
 
     h = example_home
-    # a second "build" whose packed image is broken: the local boot fails after run_instances succeeded
+    # a second "build" (its own AMI, tagged as a bake tags it) whose packed image is broken: the local boot
+    # fails after run_instances succeeded
     entry = catalog.load(h.catalog_path("sandbox")).images["hello-binder"]
     good = entry.build(lab["build_id"])
     assert good is not None
-    broken = Build(**{**good.__dict__, "id": "20261127-999999-dead", "created": "2099-01-01T00:00:00Z"})
+    ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=_endpoint(h), **_creds())
+    ami = ec2.copy_image(SourceImageId=good.amis["us-west-2"], SourceRegion="us-west-2", Name="broken",
+                         TagSpecifications=[{"ResourceType": "image", "Tags": [
+                             {"Key": "imagefactory:build-id", "Value": "20261127-999999-dead"}]}])["ImageId"]
+    broken = Build(**{**good.__dict__, "id": "20261127-999999-dead", "created": "2099-01-01T00:00:00Z",
+                      "amis": {"us-west-2": ami}})
     catalog.update(h.catalog_path("sandbox"), lambda cat: catalog.record(
         cat, name="hello-binder", repo=entry.repo, recipe=entry.recipe, recipe_digest=entry.recipe_digest,
         build=broken))
@@ -507,6 +499,7 @@ def test_sandbox_launch_that_fails_after_run_instances_leaves_nothing(example_ho
     finally:
         image_path(h, broken.id).unlink()
         catalog.update(h.catalog_path("sandbox"), lambda cat: _without(cat, broken.id))
+        ec2.deregister_image(ImageId=ami)
 
 
 def _sandbox_live(h: Home) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from imagefactory.errors import SandboxError
+from imagefactory.sandbox.contents import build_of
 from imagefactory.sandbox.emulator import SANDBOX_ACCOUNT_ID, EmulatorInfo, down, ensure_up, sandbox_credentials
 from imagefactory.sandbox.org import (
     CLASS_KEY_ALIAS,
@@ -109,6 +111,45 @@ def test_an_image_is_seen_and_launched_only_while_shared(emulator: EmulatorInfo,
     assert error_code(student.run_instances, ImageId=ami, MinCount=1, MaxCount=1) == "InvalidAMIID.NotFound"
 
 
+def test_a_shared_image_shows_the_owners_tags_to_the_owner_only(emulator: EmulatorInfo) -> None:
+    ami = new_image(emulator)
+    tags = [{"Key": "imagefactory:build-id", "Value": "20261202-000000-abcd"}, {"Key": "Name", "Value": "hydro"}]
+    owner(emulator).create_tags(Resources=[ami], Tags=tags)
+    owner(emulator).modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"UserId": STUDENTS[0]}]})
+    mine = owner(emulator).describe_images(ImageIds=[ami])["Images"][0]
+    assert sorted(mine["Tags"], key=lambda t: t["Key"]) == sorted(tags, key=lambda t: t["Key"])
+    student = as_account(emulator, STUDENTS[0])
+    seen = student.describe_images(ImageIds=[ami])["Images"][0]
+    assert seen["ImageId"] == ami and seen["OwnerId"] == SANDBOX_ACCOUNT_ID and seen.get("Tags", []) == []
+    assert seen["BlockDeviceMappings"] == mine["BlockDeviceMappings"] and seen["Name"] == mine["Name"]
+    listed = student.describe_images(ExecutableUsers=["self"])["Images"]
+    assert [i.get("Tags", []) for i in listed if i["ImageId"] == ami] == [[]]
+    by_tag = [{"Name": "tag:imagefactory:build-id", "Values": ["20261202-000000-abcd"]}]
+    assert [i["ImageId"] for i in owner(emulator).describe_images(Filters=by_tag)["Images"]] == [ami]
+    assert student.describe_images(Filters=by_tag)["Images"] == []
+    assert student.describe_images(Filters=[{"Name": "tag-key", "Values": ["Name"]}])["Images"] == []
+    assert [i["ImageId"] for i in student.describe_images(Filters=[{"Name": "image-id", "Values": [ami]}])[
+        "Images"]] == [ami]
+
+
+def test_the_data_plane_finds_the_build_a_copy_holds_for_the_accounts_that_may_launch_it(
+        emulator: EmulatorInfo) -> None:
+    source = new_image(emulator)
+    owner(emulator).create_tags(Resources=[source], Tags=[{"Key": "imagefactory:build-id", "Value": "b-1"}])
+    copy = owner(emulator).copy_image(SourceImageId=source, SourceRegion=REGION, Name="untagged-copy")["ImageId"]
+    assert owner(emulator).describe_images(ImageIds=[copy])["Images"][0].get("Tags", []) == []
+    assert build_of(emulator.endpoint, REGION, copy, SANDBOX_ACCOUNT_ID) == "b-1"
+    with pytest.raises(SandboxError) as err:  # not shared with the student: as if it did not exist
+        build_of(emulator.endpoint, REGION, copy, STUDENTS[0])
+    assert err.value.message == (f"{copy} in {REGION} is not the image of a sandbox build (no imagefactory:build-id, "
+                                 "nor copied from one)")
+    owner(emulator).modify_image_attribute(ImageId=copy, LaunchPermission={"Add": [{"UserId": STUDENTS[0]}]})
+    assert build_of(emulator.endpoint, REGION, copy, STUDENTS[0]) == "b-1"
+    base = owner(emulator).describe_images(Owners=["099720109477"])["Images"][0]["ImageId"]
+    with pytest.raises(SandboxError):  # a seeded Ubuntu image holds no build
+        build_of(emulator.endpoint, REGION, base, SANDBOX_ACCOUNT_ID)
+
+
 @pytest.mark.parametrize("permission", [
     {"OrganizationArn": "o-a1b2c3d4e5"},
     {"OrganizationArn": OU_ARN},
@@ -164,6 +205,11 @@ def test_shares_and_grants_survive_a_restart(tmp_path: Path) -> None:
         owner(info).modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"OrganizationalUnitArn": OU_ARN}]})
         owner(info, "kms").create_grant(KeyId=CLASS_KEY_ALIAS, GranteePrincipal=f"arn:aws:iam::{STUDENTS[2]}:root",
                                         Operations=["Decrypt"])
+        tagged = new_image(info)
+        owner(info).create_tags(Resources=[tagged], Tags=[{"Key": "imagefactory:build-id", "Value": "b-2"}])
+        copy = owner(info).copy_image(SourceImageId=tagged, SourceRegion=REGION, Name="copy-kept")["ImageId"]
+        students = as_account(info, STUDENTS[2]).run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0][
+            "InstanceId"]  # another account's instance is kept too
         gone = new_image(info)  # an instance of an image deregistered since is still restored
         kept = owner(info).run_instances(ImageId=gone, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
         owner(info).deregister_image(ImageId=gone)
@@ -172,9 +218,14 @@ def test_shares_and_grants_survive_a_restart(tmp_path: Path) -> None:
         assert not info.reused
         assert owner(info).describe_instances(InstanceIds=[kept])["Reservations"][0]["Instances"][0]["ImageId"] == gone
         student = as_account(info, STUDENTS[2])
+        kept_too = student.describe_instances(InstanceIds=[students])["Reservations"][0]["Instances"][0]
+        assert (kept_too["ImageId"], kept_too["State"]["Name"]) == (ami, "running")
+        assert owner(info).describe_instances(Filters=[{"Name": "instance-id", "Values": [students]}])[
+            "Reservations"] == []  # still the student's, not the owner's
         assert launched(student, ami)["State"]["Name"] == "running"
         grants = owner(info, "kms").list_grants(KeyId=key_arn(REGION, CLASS_KEY_ALIAS))["Grants"]
         assert [g["GranteePrincipal"] for g in grants] == [f"arn:aws:iam::{STUDENTS[2]}:root"]
+        assert build_of(info.endpoint, REGION, copy, SANDBOX_ACCOUNT_ID) == "b-2"  # the copy's source is kept
         assert SANDBOX_ACCOUNT_ID in ORG_ARN
     finally:
         down(state)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from imagefactory import catalog as catalog_mod
@@ -153,11 +154,12 @@ def _class_ami(target: Target, region: str, image: str, build: catalog_mod.Build
 
 
 def _one_region(target: Target, region: str, image: str, build: catalog_mod.Build, roster: Roster, who: Who,
-                src: _Source, *, dry_run: bool, caller: str) -> tuple[RegionOutcome, dict | None]:
+                src: _Source, *, dry_run: bool, caller: Callable[[], str],
+                workers: int | None) -> tuple[RegionOutcome, dict | None]:
     out = RegionOutcome(region)
     previous = record.shares_of(build, roster.name).get(region)
-    kms = target.client("kms", region)
-    key = aws.key_arn(kms, roster.key_for(region)) if roster.key_for(region) else None
+    kms = target.client("kms", region) if roster.key_for(region) else None
+    key = aws.key_arn(kms, roster.key_for(region)) if kms is not None else None
     img, copied = _class_ami(target, region, image, build, roster, src, key, previous, dry_run)
     out.copied = copied and not (previous or {}).get("copied")
     out.on_class_key = bool(key) and not copied and img is not None
@@ -168,19 +170,23 @@ def _one_region(target: Target, region: str, image: str, build: catalog_mod.Buil
     snapshots = aws.snapshot_ids(img)
     ours = frozenset((previous or {}).get("entries", ())) if (previous or {}).get("ami") == ami else frozenset()
     # a copy made just now has no launch or create-volume permissions (CopyImage carries none): nothing to read
-    launch_now = frozenset() if out.copied else aws.launch_entries(ec2, ami)
-    copy_now = frozenset() if out.copied else aws.copy_users(ec2, snapshots)
+    launch_now, copy_now = (frozenset(), frozenset()) if out.copied else aws.at_once(
+        [partial(aws.launch_entries, ec2, ami), partial(aws.copy_users, ec2, snapshots, workers)], workers)
     current = Current(region, ami, launch_now, copy_now, ours, record.others_of(build, roster.name, region))
     plan = plan_region(current, who, allow_copy=roster.allow_copy)
     out.ami, out.added, out.removed = ami, len(plan.add) + len(plan.copy_add), len(plan.remove) + len(plan.copy_remove)
-    if key:
-        out.grants_created, out.grants_revoked = aws.converge_grants(kms, key, roster.name, set(who.accounts),
-                                                                     dry_run=dry_run)
+    grants = partial(aws.converge_grants, kms, key, roster.name, set(who.accounts), dry_run=dry_run,
+                     workers=workers) if key else lambda: (0, 0)
+    if dry_run:
+        out.grants_created, out.grants_revoked = grants()
+    else:  # who shares is known before the first permission is given; the grants (KMS) and the permissions
+        by = caller()  # (EC2) do not depend on each other
+        (out.grants_created, out.grants_revoked), out.writes = aws.at_once(
+            [grants, partial(aws.apply, ec2, plan, snapshots, workers)], workers)
     changed = plan.changes or out.copied or out.grants_created or out.grants_revoked
     if dry_run:
         out.status = "planned" if changed else "unchanged"
         return out, None
-    out.writes = aws.apply(ec2, plan, snapshots)
     if aws.launch_entries(ec2, ami) != plan.after:
         raise ClassError(f"{ami} in {region}: AWS reports other launch permissions than planned",
                          "re-run share; it converges")
@@ -188,7 +194,7 @@ def _one_region(target: Target, region: str, image: str, build: catalog_mod.Buil
     rec = {"class": roster.name, "region": region, "ami": ami, "copied": copied, "accounts": len(who.accounts),
            "organization": who.organization, "ous": list(who.ous), "entries": sorted(plan.ours_after),
            "copy_accounts": len(who.accounts) if roster.allow_copy else 0, "kms_key": key,
-           "when": datetime.now(UTC).isoformat(timespec="seconds"), "by": caller}
+           "when": datetime.now(UTC).isoformat(timespec="seconds"), "by": by}
     return out, rec
 
 
@@ -199,16 +205,29 @@ def _caller(target: Target) -> str:
 def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, build_id: str | None = None,
              dry_run: bool = False, unshare: bool = False, progress: Callable[[str], None] = lambda _l: None,
              workers: int | None = None) -> ShareReport:
-    """Share (or with `unshare`, take back) `image`'s build with the class, in every class region at once
-    (`workers=1`: one region after the other, for comparison)."""
+    """Share (or with `unshare`, take back) `image`'s build with the class, in every class region at once, and
+    within a region its independent calls at once (`workers=1`: one call after the other, for comparison)."""
     target = target if isinstance(target, Clients) else Clients(target)  # type: ignore[assignment]
     cat = catalog_mod.load(catalog_path)
     build = pick_build(cat, image, build_id)
     who = Who() if unshare else roster.who
-    with ThreadPoolExecutor(max_workers=1) as aside:  # who is calling, asked while the encryption is read
-        asked = aside.submit(_caller, target)
-        src = _Source({}, {}) if unshare else _check_encryption(target, image, build, roster)
-        caller = asked.result()
+    aside = ThreadPoolExecutor(max_workers=1)  # who is calling: asked beside the rest, known before a region's
+    try:                                       # first permission is given (one call after the other: first)
+        return _converge(target, catalog_path, image, roster, build, who, dry_run=dry_run, unshare=unshare,
+                         progress=progress, workers=workers,
+                         caller=aside.submit(_caller, target).result if workers != 1 else _known(_caller(target)))
+    finally:
+        aside.shutdown(wait=True)
+
+
+def _known(value: str) -> Callable[[], str]:
+    return lambda: value
+
+
+def _converge(target: Target, catalog_path: Any, image: str, roster: Roster, build: catalog_mod.Build, who: Who, *,
+              dry_run: bool, unshare: bool, progress: Callable[[str], None], workers: int | None,
+              caller: Callable[[], str]) -> ShareReport:
+    src = _Source({}, {}) if unshare else _check_encryption(target, image, build, roster)
     recorded = set(record.shares_of(build, roster.name))
     dropped = recorded if unshare else recorded - set(roster.regions)  # regions the class no longer uses
     regions = sorted(recorded) if unshare else [*roster.regions, *sorted(dropped)]
@@ -217,8 +236,9 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
     def run(region: str) -> tuple[RegionOutcome, dict | None]:
         try:
             if region in dropped:
-                return _unshare_region(target, region, build, roster, dry_run=dry_run)
-            return _one_region(target, region, image, build, roster, who, src, dry_run=dry_run, caller=caller)
+                return _unshare_region(target, region, build, roster, dry_run=dry_run, workers=workers)
+            return _one_region(target, region, image, build, roster, who, src, dry_run=dry_run, caller=caller,
+                               workers=workers)
         except FactoryError as exc:
             return RegionOutcome(region, status="failed", error=exc.message), None
         except Exception as exc:  # botocore's many errors: one line for this region, the others go on
@@ -246,22 +266,24 @@ def converge(target: Target, catalog_path: Any, image: str, roster: Roster, *, b
 
 
 def _unshare_region(target: Target, region: str, build: catalog_mod.Build, roster: Roster, *,
-                    dry_run: bool) -> tuple[RegionOutcome, dict | None]:
+                    dry_run: bool, workers: int | None = None) -> tuple[RegionOutcome, dict | None]:
     previous = record.shares_of(build, roster.name)[region]
     ec2, ami = target.client("ec2", region), previous["ami"]
     out = RegionOutcome(region, ami)
     img = aws.image(ec2, ami)
     if img is not None:
         snapshots = aws.snapshot_ids(img)
-        current = Current(region, ami, aws.launch_entries(ec2, ami), aws.copy_users(ec2, snapshots),
-                          frozenset(previous.get("entries", ())), record.others_of(build, roster.name, region))
+        launch_now, copy_now = aws.at_once([partial(aws.launch_entries, ec2, ami),
+                                            partial(aws.copy_users, ec2, snapshots, workers)], workers)
+        current = Current(region, ami, launch_now, copy_now, frozenset(previous.get("entries", ())),
+                          record.others_of(build, roster.name, region))
         plan = plan_region(current, Who(), allow_copy=False)
         out.removed = len(plan.remove) + len(plan.copy_remove)
         if not dry_run:
-            out.writes = aws.apply(ec2, plan, snapshots)
+            out.writes = aws.apply(ec2, plan, snapshots, workers)
     if previous.get("kms_key"):
         _created, out.grants_revoked = aws.converge_grants(target.client("kms", region), previous["kms_key"],
-                                                           roster.name, set(), dry_run=dry_run)
+                                                           roster.name, set(), dry_run=dry_run, workers=workers)
     if previous.get("copied") and img is not None and not dry_run:
         aws.deregister(ec2, ami)
     out.status = ("planned" if dry_run else "changed") if out.removed or out.grants_revoked or \

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagefactory.errors import CloudError
+from imagefactory.home import Home
 
 if TYPE_CHECKING:
     from imagefactory.recipe.python import PythonDefault
@@ -31,6 +32,9 @@ class Target:
     account: str
     endpoint: str | None = None                 # the emulator's URL in the sandbox
     env: dict[str, str] = field(default_factory=dict)   # extra env for Packer and boto3 (sandbox creds)
+    # The sandbox's data plane, whoever calls: the home whose emulator this is (its .sandbox/ holds the packed
+    # images and the local instances); None on AWS, or for an emulator kept outside a home.
+    sandbox_home: Home | None = None
 
     @property
     def sandbox(self) -> bool:
@@ -42,7 +46,8 @@ class Target:
         if self.sandbox:
             return boto3.client(service, region_name=region, endpoint_url=self.endpoint,
                                 aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-                                aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+                                aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+                                aws_session_token=self.env.get("AWS_SESSION_TOKEN"))
         return boto3.client(service, region_name=region)
 
     def packer_env(self) -> dict[str, str]:
@@ -97,12 +102,20 @@ def choose_target(*, sandbox: bool, env: Mapping[str, str] | None = None,
     return "aws" if has_aws_credentials(env, Path.home(), on_ec2) else "sandbox"
 
 
+def home_of_emulator(state_dir: Path) -> Home | None:
+    """The factory home whose emulator keeps its state in `state_dir` (`Home.emulator_dir`), if any."""
+    state_dir = Path(state_dir).resolve()
+    home = Home(state_dir.parent.parent)
+    return home if home.emulator_dir == state_dir else None
+
+
 def open_target(kind: str, emulator_dir: Path) -> Target:
     if kind == "sandbox":
         from imagefactory.sandbox.emulator import SANDBOX_ACCOUNT_ID, ensure_up, sandbox_credentials
 
         info = ensure_up(emulator_dir)
-        return Target("sandbox", SANDBOX_ACCOUNT_ID, info.endpoint, dict(sandbox_credentials()))
+        return Target("sandbox", SANDBOX_ACCOUNT_ID, info.endpoint, dict(sandbox_credentials()),
+                      home_of_emulator(emulator_dir))
     target = Target("aws", "")
     try:
         account = target.client("sts", os.environ.get("AWS_REGION", "us-east-1")).get_caller_identity()["Account"]
@@ -110,6 +123,31 @@ def open_target(kind: str, emulator_dir: Path) -> Target:
         raise CloudError(f"AWS credentials were found but do not work: {type(exc).__name__}: {exc}",
                          "check AWS_PROFILE / aws configure, or pass --sandbox") from None
     return Target("aws", account)
+
+
+def sandbox_at_endpoint(env: Mapping[str, str] | None = None) -> Target | None:
+    """The sandbox, as whoever the configured credentials are, when AWS_ENDPOINT_URL is its emulator (a
+    student rehearsing without a home: their assumed-role keys, the instructor's emulator); else None."""
+    env = os.environ if env is None else env
+    endpoint = env.get("AWS_ENDPOINT_URL")
+    from imagefactory.sandbox.emulator import sandbox_credentials, state_dir_at
+
+    state_dir = state_dir_at(endpoint) if endpoint else None
+    if endpoint is None or state_dir is None:
+        return None
+    import boto3
+
+    found = boto3.session.Session().get_credentials()
+    creds = dict(sandbox_credentials()) if found is None else {
+        "AWS_ACCESS_KEY_ID": found.access_key, "AWS_SECRET_ACCESS_KEY": found.secret_key,
+        **({"AWS_SESSION_TOKEN": found.token} if found.token else {})}
+    target = Target("sandbox", "", endpoint.rstrip("/"), creds, home_of_emulator(state_dir))
+    try:
+        account = target.client("sts", env.get("AWS_REGION", "us-east-1")).get_caller_identity()["Account"]
+    except Exception as exc:  # botocore raises many kinds; all mean "cannot use these credentials"
+        raise CloudError(f"the sandbox emulator at {endpoint} refuses these credentials: {type(exc).__name__}: "
+                         f"{exc}", "use credentials it gave (sts assume-role), or unset AWS_ENDPOINT_URL") from None
+    return Target("sandbox", str(account), target.endpoint, creds, target.sandbox_home)
 
 
 @lru_cache(maxsize=1)

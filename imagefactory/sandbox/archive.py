@@ -60,9 +60,16 @@ def unpack(src: Path, dest: Path) -> None:
         zstd = subprocess.Popen(["zstd", "-T0", "-dqc", str(src)], stdout=subprocess.PIPE, stderr=errors,
                                 env=CLEAN_ENV)
         assert zstd.stdout is not None
-        tar = subprocess.run(tar_argv, stdin=zstd.stdout, stderr=errors, env=CLEAN_ENV, check=False)
+        tar = subprocess.Popen(tar_argv, stdin=zstd.stdout, stderr=errors, env=CLEAN_ENV)
         zstd.stdout.close()
-        if zstd.wait() != 0 or tar.returncode != 0:
+        try:
+            codes = tar.wait(), zstd.wait()
+        except BaseException:  # Ctrl-C, SIGTERM: neither outlives this, so the tree can be removed next
+            for child in (tar, zstd):
+                child.kill()
+                child.wait()
+            raise
+        if codes != (0, 0):
             errors.seek(0)
             raise SandboxError(f"unpacking {src} failed: {errors.read().decode(errors='replace')[-800:]}")
 

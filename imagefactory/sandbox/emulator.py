@@ -111,6 +111,18 @@ def status(state_dir: Path) -> EmulatorInfo | None:
     return info
 
 
+def state_dir_at(endpoint: str) -> Path | None:
+    """The state directory of the sandbox emulator answering at `endpoint` (None: not one of ours)."""
+    try:
+        with _opener.open(f"{endpoint.rstrip('/')}{HEALTH_PATH}", timeout=2.0) as response:
+            data = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("service") != SERVER_MARKER or not data.get("state_dir"):
+        return None
+    return Path(data["state_dir"])
+
+
 def down(state_dir: Path) -> bool:
     """Stop the emulator (SIGTERM, then SIGKILL after a few seconds); True when one was running."""
     state_dir = Path(state_dir)

@@ -27,12 +27,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
+from imagefactory.cloud.target import Target
 from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write
 from imagefactory.home import Home
 from imagefactory.sandbox import container
 from imagefactory.sandbox.archive import image_path, unpack
 from imagefactory.sandbox.buildroot import sshd_answers, sshd_argv
+from imagefactory.sandbox.contents import build_of
 from imagefactory.sandbox.host import Progress, check_user, free_port, sandbox_supported
 from imagefactory.sandbox.teardown import kill_processes, processes_in, remove_tree, unmount_all
 from imagefactory.sandbox.units import expand, read_env_file, read_unit
@@ -85,6 +87,23 @@ class LocalInstance:
 
 def instances_dir(home: Home) -> Path:
     return home.sandbox_dir / "instances"
+
+
+def data_home(target: Target) -> Home:
+    """Where the target's sandbox keeps its packed images and local instances, whoever the caller is."""
+    if target.sandbox_home is None:
+        raise SandboxError(f"the sandbox emulator at {target.endpoint} keeps its state outside a factory home, so it "
+                           "runs no local instances", "start it from a home: invoke sandbox.up")
+    return target.sandbox_home
+
+
+def content_of(target: Target, region: str, ami: str) -> str:
+    """The build whose packed rootfs `ami` holds (its own, or the one it was copied from), as the emulator
+    says for the caller's account; checked to be launchable here. Owner and student alike."""
+    assert target.endpoint is not None
+    build_id = build_of(target.endpoint, region, ami, target.account)
+    check_ready(data_home(target), build_id)
+    return build_id
 
 
 def check_ready(home: Home, build_id: str) -> Path:

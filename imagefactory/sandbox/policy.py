@@ -7,10 +7,14 @@ once `install` ran):
 - An account sees and launches another account's image while it is public or shared with it: by account
   id, by the ARN of the organization it belongs to, or by the ARN of an OU it is in (nested OUs too). Any
   other account gets `InvalidAMIID.NotFound`, as for an image that does not exist.
+- Another account sees a shared image without the owner's tags (DescribeImages shows them, and its tag
+  filters match them, for the owner only).
 - Only the owner reads or changes an image's attributes (`AuthFailure` for anyone else).
 - Launch permissions name 12-digit accounts, `all`, or well-formed organization / OU ARNs; anything else is
   `InvalidAMIAttributeItemValue`, and nothing is changed.
-- CopyImage with `Encrypted` encrypts the copy's snapshot with `KmsKeyId`, or the region's `aws/ebs` key.
+- CopyImage with `Encrypted` encrypts the copy's snapshot with `KmsKeyId`, or the region's `aws/ebs` key; the
+  copy remembers its source (`copied_from`: what it holds, for `sandbox.contents`) and takes the image tags of
+  its `TagSpecifications`.
 - An instance of another account's encrypted image whose key that account may not use (the AWS-managed
   `aws/ebs` key always; a customer key without a grant or key-policy statement for it) is accepted, then
   terminates at once with `Client.InternalError: Client error on launch`, as on AWS.
@@ -158,12 +162,38 @@ def _foreign_images(backend: Any) -> list[Any]:
     return found
 
 
+class SharedView:
+    """An image as another account sees it: everything but the owner's tags (as on AWS)."""
+
+    def __init__(self, ami: Any) -> None:
+        self.__dict__["ami"] = ami
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ami, name)
+
+    def get_tags(self) -> list[dict[str, str]]:
+        return []
+
+    @property
+    def tag_set(self) -> list[dict[str, str]]:
+        return []
+
+    tag_list = tag_set
+
+    def get_filter_value(self, filter_name: str, method_name: str | None = None) -> Any:
+        if filter_name.startswith("tag:"):
+            return None
+        if filter_name in ("tag-key", "tag-value"):
+            return []
+        return self.ami.get_filter_value(filter_name, method_name)
+
+
 def _describe_images(self: Any, ami_ids: list[str] | None = None, filters: dict[str, Any] | None = None,
                      exec_users: list[str] | None = None, owners: list[str] | None = None) -> list[Any]:
     from moto.ec2.exceptions import InvalidAMIIdError, MalformedAMIIdError
     from moto.ec2.utils import generic_filter
 
-    images = [*self.amis.copy().values(), *_foreign_images(self)]
+    images = [*self.amis.copy().values(), *map(SharedView, _foreign_images(self))]
     if ami_ids:
         malformed = [i for i in ami_ids if not i.startswith("ami-")]
         if malformed:
@@ -254,6 +284,10 @@ def _copy_image(original: Any) -> Any:
 
         source_backend = ec2_backends[self.ec2_backend.account_id][self._get_param("SourceRegion")]
         source = source_backend.describe_images(ami_ids=[self._get_param("SourceImageId")])
+        image.copied_from = {"region": self._get_param("SourceRegion"), "image": self._get_param("SourceImageId")}
+        for spec in self._get_param("TagSpecifications", []) or []:  # moto drops CopyImage's TagSpecifications
+            if spec.get("ResourceType") == "image" and spec.get("Tags"):
+                self.ec2_backend.create_tags([image.id], {t["Key"]: t["Value"] for t in spec["Tags"]})
         encrypted = str(self._get_param("Encrypted", "false")).lower() == "true"
         source_snapshot = source[0].ebs_snapshot if source else None
         if encrypted or (source_snapshot is not None and source_snapshot.encrypted):

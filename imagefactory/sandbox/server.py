@@ -5,9 +5,9 @@
 Started detached by `emulator.ensure_up`. At start it seeds Canonical's Ubuntu images into every region,
 restores `D/state.json`, binds 127.0.0.1, serves moto's `DomainDispatcherApplication` threaded (several
 Packer builds at once) and then writes `D/server.json` (pid, port) — so that file appearing means "ready".
-A WSGI middleware saves the state after every successful mutating EC2/SSM request
-(`imagefactory.files.atomic_write`). SIGTERM or SIGINT: stop serving, save a last time, remove
-`server.json`, exit 0.
+A WSGI middleware saves the state after every successful mutating EC2/SSM request, before answering it
+(`imagefactory.files.atomic_write`; concurrent requests share one write: `StateStore`). SIGTERM or
+SIGINT: stop serving, save a last time, remove `server.json`, exit 0.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from imagefactory.files import atomic_write
-from imagefactory.sandbox import image_lifecycle, policy
+from imagefactory.sandbox import contents, image_lifecycle, policy
 from imagefactory.sandbox.emulator import (
     HEALTH_PATH,
     PUBLISH_PATH,
@@ -62,12 +62,22 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class StateStore:
-    """`state.json`: loaded once at start, written whenever what users made has changed."""
+    """`state.json`: loaded once at start, written whenever what users made has changed.
+
+    A mutating request counts its change while it holds `lock` (`changed`), and answers once a state
+    holding that change is on disk (`commit`): one writer at a time renders the state as it is then (under
+    `lock`) and writes it (outside), so requests that finished meanwhile are in that write and return
+    without one of their own (a group commit). The disk (two fsyncs per write) is never waited for under
+    `lock`, so concurrent requests do not queue behind it.
+    """
 
     def __init__(self, path: Path, seeded: dict[str, set[str]]) -> None:
         self.path = path
         self.seeded = seeded
-        self.lock = threading.Lock()  # held across a mutating request and the save that follows it
+        self.lock = threading.Lock()  # held across a mutating request, and while the state is rendered
+        self._write_lock = threading.Lock()  # one writer at a time
+        self._changes = 0  # changes made so far (under `lock`)
+        self._written = 0  # changes on disk (under `_write_lock`)
         self._last = ""
 
     def load(self) -> None:
@@ -90,11 +100,28 @@ class StateStore:
 
         return json.dumps(state.dump_state(SANDBOX_ACCOUNT_ID, self.seeded), indent=1, sort_keys=True)
 
+    def changed(self) -> int:
+        """Count a change (the caller holds `lock`); its number, for `commit`."""
+        self._changes += 1
+        return self._changes
+
+    def commit(self, number: int) -> None:
+        """Return once the state on disk holds change `number` (and every one before it)."""
+        with self._write_lock:
+            if self._written >= number:
+                return
+            with self.lock:
+                newest, text = self._changes, self._render()
+            if text != self._last:
+                atomic_write(self.path, text, mode=0o600)
+                self._last = text
+            self._written = newest
+
     def save(self) -> None:
-        text = self._render()
-        if text != self._last:
-            atomic_write(self.path, text, mode=0o600)
-            self._last = text
+        """Render and write the state now (the caller does not hold `lock`)."""
+        with self.lock:
+            number = self.changed()
+        self.commit(number)
 
 
 def request_action(environ: dict[str, Any]) -> str:
@@ -125,19 +152,24 @@ class SandboxApp:
         path = environ.get("PATH_INFO")
         if path == HEALTH_PATH:
             return self._health(start_response)
+        if path == contents.CONTENT_PATH:  # what an AMI holds, for the data plane (`sandbox.contents`)
+            return self._json(start_response, *contents.answer(environ.get("QUERY_STRING", "")))
         if path == PUBLISH_PATH and environ.get("REQUEST_METHOD") == "POST":
             return self._publish(environ, start_response)
         if path == RESET_PATH:  # moto forgets everything, seeded images too: seed them again
-            with self.store.lock:
-                return self._mutate(environ, start_response, reseed=True)
+            return self._mutate(environ, start_response, reseed=True)
         if request_action(environ) not in MUTATING_ACTIONS:
             return self.app(environ, start_response)
-        with self.store.lock:
-            return self._mutate(environ, start_response)
+        return self._mutate(environ, start_response)
 
     def _health(self, start_response: StartResponse) -> list[bytes]:
-        body = json.dumps({"service": SERVER_MARKER, "pid": os.getpid()}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return self._json(start_response, "200 OK", {"service": SERVER_MARKER, "pid": os.getpid(),
+                                                     "state_dir": str(self.store.path.parent)})
+
+    @staticmethod
+    def _json(start_response: StartResponse, status: str, data: dict[str, Any]) -> list[bytes]:
+        body = json.dumps(data).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
     def _publish(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
@@ -149,7 +181,8 @@ class SandboxApp:
             asked = json.loads(environ["wsgi.input"].read(length) or b"{}")
             with self.store.lock:
                 made = seed.publish(SANDBOX_ACCOUNT_ID, str(asked["version"]), str(asked["serial"]))
-                self.store.save()
+                number = self.store.changed()
+            self.store.commit(number)
             status, body = "200 OK", json.dumps(made).encode()
         except (ValueError, KeyError, TypeError) as exc:
             status, body = "400 Bad Request", str(exc).encode()
@@ -157,26 +190,34 @@ class SandboxApp:
         return [body]
 
     def _mutate(self, environ: dict[str, Any], start_response: StartResponse, *, reseed: bool = False) -> list[bytes]:
-        """Run a request that may change the state; once it succeeded, save (after reseeding if asked)."""
+        """Run a request that may change the state; once it succeeded, save (after reseeding if asked): rendered
+        under the store's lock, on disk before the answer (`StateStore.commit`)."""
         statuses: list[str] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             statuses.append(status)
             return start_response(status, headers, exc_info)
 
-        result = self.app(environ, capture)
-        try:
-            chunks = list(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close:
-                close()
-        if statuses and statuses[-1].startswith("2"):
+        number = 0
+        with self.store.lock:
+            result = self.app(environ, capture)
             try:
-                if reseed:
-                    self.store.reseed()
-                self.store.save()
-            except Exception:  # a failed save must not fail the request; the log says why
+                chunks = list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close:
+                    close()
+            if statuses and statuses[-1].startswith("2"):
+                try:
+                    if reseed:
+                        self.store.reseed()
+                    number = self.store.changed()
+                except Exception:  # a failed save must not fail the request; the log says why
+                    log.exception("could not reseed the sandbox for %s", self.store.path)
+        if number:
+            try:
+                self.store.commit(number)
+            except Exception:
                 log.exception("could not save sandbox state to %s", self.store.path)
         return chunks
 
@@ -248,8 +289,7 @@ def serve(port: int, state_dir: Path) -> None:
         log.info("stopping")
         httpd.shutdown()
         thread.join(timeout=5)
-        with store.lock:
-            store.save()
+        store.save()
     finally:
         _remove_server_file(state_dir)
     log.info("stopped; state saved to %s", store.path)

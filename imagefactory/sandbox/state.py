@@ -2,7 +2,8 @@
 
 Runs inside the server process only (it imports moto). `dump_state` / `restore_state` turn AMIs (with
 their root snapshot, tags and launch permissions), deregistrations, key pairs, security groups and
-instances (`machines_state`) and SSM parameters into plain data and back, keeping IDs. Models are built
+instances (`machines_state`) and SSM parameters into plain data and back, keeping IDs; the EC2 resources
+of the other accounts (students' instances, key pairs and security groups) too, under `accounts`. Models are built
 with moto's own classes (`Ami`, `KeyPair`, `Parameter`) and then given their saved IDs.
 """
 
@@ -70,6 +71,8 @@ def _dump_image(backend: Any, ami: Ami) -> dict[str, Any]:
     data["launch_permissions"] = [dict(lp) for lp in ami.launch_permissions]
     data["tags"] = _tags(backend, ami.id)
     data["snapshot"] = _dump_snapshot(backend, ami)
+    if getattr(ami, "copied_from", None):
+        data["copied_from"] = dict(ami.copied_from)
     return data
 
 
@@ -130,6 +133,7 @@ def dump_state(account_id: str, seeded: dict[str, set[str]]) -> dict[str, Any]:
         for region, backend in list(ec2_backends[account_id].items())
     }
     ssm = {region: _dump_ssm_region(backend) for region, backend in list(ssm_backends[account_id].items())}
+    others = _other_accounts(account_id)
     return {
         "version": STATE_VERSION,
         "account_id": account_id,
@@ -137,7 +141,22 @@ def dump_state(account_id: str, seeded: dict[str, set[str]]) -> dict[str, Any]:
         "ssm": {region: params for region, params in ssm.items() if params},
         **org.dump(account_id),
         **image_lifecycle.dump(account_id),
+        **({"accounts": others} if others else {}),
     }
+
+
+def _other_accounts(account_id: str) -> dict[str, Any]:
+    """What other accounts (students, by AssumeRole) made in EC2: their key pairs, security groups, instances
+    (and images), per account and region. Only the regions they used are read (none is made here)."""
+    found: dict[str, Any] = {}
+    for other, regions in list(ec2_backends.items()):
+        if other == account_id:
+            continue
+        used = {region: _dump_ec2_region(backend, set()) for region, backend in list(dict.items(regions))}
+        used = {region: data for region, data in used.items() if _nonempty(data)}
+        if used:
+            found[other] = used
+    return found
 
 
 def _restore_snapshot(backend: Any, ami: Ami, data: dict[str, Any]) -> None:
@@ -164,6 +183,8 @@ def _restore_image(backend: Any, region: str, data: dict[str, Any]) -> None:
     ami.kernel_id = data["kernel_id"]
     ami.instance_id = data["instance_id"]
     ami.launch_permissions = [dict(lp) for lp in data["launch_permissions"]]
+    if data.get("copied_from"):
+        ami.copied_from = dict(data["copied_from"])
     _restore_snapshot(backend, ami, data["snapshot"])
     if data["tags"]:
         backend.create_tags([ami.id], data["tags"])
@@ -231,3 +252,7 @@ def restore_state(account_id: str, state: dict[str, Any]) -> None:
                 _restore_parameter(ssm[region], account_id, param)
     org.restore(account_id, state)
     image_lifecycle.restore(account_id, state)
+    for other, regions in (state.get("accounts") or {}).items():
+        for region, data in regions.items():
+            if region in ec2_backends[other].regions:
+                _restore_ec2_region(ec2_backends[other][region], region, data)
