@@ -17,19 +17,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from imagefactory import catalog
 from imagefactory.build_job import Clock, Job
-from imagefactory.build_machine import check_sandbox_needs, plan
+from imagefactory.build_machine import check_sandbox_needs, parent_image, plan
 from imagefactory.checkouts import checkout
 from imagefactory.cloud.access import caller_cidr
 from imagefactory.cloud.target import SANDBOX_NOTICE, Target, check_regions, choose_target, open_target, python_default
 from imagefactory.errors import FactoryError, ResolveError
 from imagefactory.home import Home
+from imagefactory.incremental import decide, environment_inputs, observe_amis
 from imagefactory.packer import find_packer
 from imagefactory.preflight import preflight
 from imagefactory.pricing import image_storage, load_table
+from imagefactory.provision import environment_stages_digest
 from imagefactory.recipe import Recipe
 from imagefactory.recipe_commands import bake_recipe, rehearsal, resolve_check
+from imagefactory.render import ParentImage
 from imagefactory.repo import Checkout
+from imagefactory.sandbox.archive import image_path
 from imagefactory.smoke import proof_lines
 
 Progress = Callable[[str], None]
@@ -62,6 +67,7 @@ class BakeResult:
     notes: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     provisioned: bool = False
+    parent_build: str | None = None  # an incremental build's parent (the notes say why a full bake was made)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,11 +109,19 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     if opts.resolve:
         with clock.stage("packages"):
             _check_packages(home, recipe, found, progress)
+    inputs = (environment_inputs(recipe, found.path, environment_stages_digest(home.packer_dir))
+              if dataplan.provision else None)
+    start = _start(home, target, recipe, opts.parent, provision=dataplan.provision, inputs=inputs or {})
+    line = start.line(recipe.rebuild.max_chain)
+    if line:
+        progress(line)
+        notes.append(line)
     build_id = new_build_id()
     job = Job(home=home, target=target, packer=packer, recipe=recipe, found=found, recipe_path=recipe_path,
                build_id=build_id,
                build_dir=home.builds_dir(target.kind) / recipe.name / build_id, provision=dataplan.provision,
-               extra_ca=extra_ca, ssh_source=caller_cidr(target), clock=clock, progress=progress)
+               extra_ca=extra_ca, ssh_source=caller_cidr(target), clock=clock, progress=progress, inputs=inputs,
+               parent=start.image, parent_rootfs=start.rootfs)
     job.check_values()
     build = job.record(job.run())
     progress(f"baked {recipe.name} build {build_id} ({target.kind}):")
@@ -123,7 +137,48 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     return BakeResult(image=recipe.name, build_id=build_id, target=target.kind, status="available",
                       amis=dict(build.amis), catalog_path=str(cat_path), recipe_path=str(recipe_path),
                       build_dir=str(job.build_dir), notes=tuple(notes), timings=clock.timings,
-                      provisioned=dataplan.provision)
+                      provisioned=dataplan.provision, parent_build=build.parent_build)
+
+
+@dataclass(frozen=True)
+class _Begin:
+    """Where the build starts: a parent's image (and, in the sandbox, its packed rootfs), or the base image."""
+
+    image: ParentImage | None = None
+    rootfs: Path | None = None
+    reason: str | None = None  # why a full bake, when a parent was asked for
+    chain: int = 0             # incremental builds in a row, this one included
+
+    def line(self, max_chain: int) -> str | None:
+        """What the output says about it: why a full bake, or where the incremental one starts."""
+        if self.reason:
+            return f"full bake: {self.reason}"
+        if self.image:
+            return (f"incremental: from build {self.image.build_id} (AMI {self.image.source_ami}; {self.chain} of at "
+                    f"most {max_chain} in a row), skipping the environment install")
+        return None
+
+
+def _start(home: Home, target: Target, recipe: Recipe, parent_id: str | None, *, provision: bool,
+           inputs: dict[str, Any]) -> _Begin:
+    """Check the parent before anything starts (incremental.decide); any failing check gives a full bake."""
+    if parent_id is None:
+        return _Begin()
+    cat = catalog.load(home.catalog_path(target.kind))
+    facts = {"image": recipe.name, "parent_id": parent_id, "provision": provision,
+             "recipe_digest": recipe.digest(), "inputs": inputs, "max_chain": recipe.rebuild.max_chain}
+    start = decide(cat, **facts, amis=None)
+    if start.parent is not None:
+        start = decide(cat, **facts, amis=observe_amis(target, start.parent, recipe.image.regions))
+    if start.parent is None:
+        return _Begin(reason=start.reason)
+    parent, region = start.parent, recipe.image.regions[0]
+    rootfs = parent_image(home, parent.id) if target.sandbox else None
+    if target.sandbox and rootfs is None:
+        return _Begin(reason=f"parent build {parent.id}'s packed rootfs is gone ({image_path(home, parent.id)})")
+    image = ParentImage(build_id=parent.id, source_ami=parent.amis[region],
+                        base_ami=parent.base_ami.get(region, ""), base_ami_name=parent.base_ami_name or "")
+    return _Begin(image=image, rootfs=rootfs, chain=start.chain)
 
 
 def _sandbox_supported(target: Target) -> tuple[bool, str]:

@@ -37,6 +37,7 @@ from imagefactory.recipe import Recipe, RepoTree
 from imagefactory.recipe.syslibs import load_table
 from imagefactory.render import (
     Features,
+    ParentImage,
     SshEndpoint,
     deprecation_time,
     make_build_dir,
@@ -87,13 +88,17 @@ class Job:
     ssh_source: str  # the only address the build instance's temporary security group lets ssh in from
     clock: Clock
     progress: Progress
+    inputs: dict[str, Any] | None = None  # the environment inputs, recorded in the manifest (incremental.py)
+    parent: ParentImage | None = None     # an incremental build: start from this build's image
+    parent_rootfs: Path | None = None     # ... in the sandbox: its packed rootfs
 
     def values(self, ssh: SshEndpoint | None) -> dict[str, Any]:
-        steps = provisioners(self.home.packer_dir) if self.provision else Provisioners()
+        steps = (provisioners(self.home.packer_dir, incremental=self.parent is not None) if self.provision
+                 else Provisioners())
         return packer_vars(self.recipe, build_id=self.build_id, target=self.target.kind,
                            factory_version=__version__, endpoint=self.target.endpoint, ssh=ssh,
                            provisioners=steps, ssh_sources=(self.ssh_source,),
-                           deprecate_at=deprecation_time(self.recipe, datetime.now(UTC)))
+                           deprecate_at=deprecation_time(self.recipe, datetime.now(UTC)), parent=self.parent)
 
     def check_values(self) -> dict[str, Any]:
         """Refuse an unsafe value (RenderError) before anything is started; returns the checked values."""
@@ -105,10 +110,13 @@ class Job:
                                       factory_version=__version__, target=self.target.kind, autostop_minutes=None,
                                       kernel_name=self.recipe.name,
                                       smoke=smoke_config(self.recipe, RepoTree.scan(self.found.path),
-                                                               load_table(self.home.root)))
+                                                         load_table(self.home.root)),
+                                      parent_build=self.parent.build_id if self.parent else None,
+                                      environment_inputs=self.inputs)
             stage_provision_dir(self.build_dir, self.recipe, config, self.found.path, self.extra_ca,
                                 packer_dir=self.home.packer_dir)
-        features = Features(caps=self.packer.caps, target=self.target.kind, provision=self.provision)
+        features = Features(caps=self.packer.caps, target=self.target.kind, provision=self.provision,
+                            incremental=self.parent is not None)
         files = template_files(features, self.home.packer_dir / "templates")
         return write_build_dir(self.build_dir, files, self.values(ssh))
 
@@ -139,7 +147,7 @@ class Job:
                 return self.packer_run(None)
             with self.clock.stage("machine"), sandbox_machine(
                     self.target, self.recipe, self.build_id, self.build_dir, extra_ca=self.extra_ca,
-                    progress=self.progress) as (ssh, rootfs):
+                    progress=self.progress, image=self.parent_rootfs) as (ssh, rootfs):
                 amis = self.packer_run(ssh)
             with self.clock.stage("pack"):
                 pack_image(self.home, rootfs, self.build_id, self.progress)
@@ -156,7 +164,8 @@ class Job:
                      ref=self.found.ref, recipe_digest=self.recipe.digest(), python=env.python.version,
                      python_override=env.python.source == "override", packer_version=self.packer.caps.text,
                      factory_version=__version__, build_dir=str(self.build_dir), provisioned=self.provision,
-                     contract_digest=contract.digest(self.home.packer_dir))
+                     contract_digest=contract.digest(self.home.packer_dir),
+                     parent_build=self.parent.build_id if self.parent else None)
 
     def entry(self) -> dict[str, str]:
         """The image's catalog fields, recorded with every build (available or failed)."""

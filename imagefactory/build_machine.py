@@ -51,8 +51,10 @@ def _build_key(build_dir: Path) -> tuple[Path, str]:
 
 @contextmanager
 def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Path, *,
-                    extra_ca: Path | None, progress: Progress) -> Iterator[tuple[SshEndpoint, Path]]:
-    """A running build root for Packer to provision: yields its SSH endpoint and the rootfs path.
+                    extra_ca: Path | None, progress: Progress,
+                    image: Path | None = None) -> Iterator[tuple[SshEndpoint, Path]]:
+    """A running build root for Packer to provision: yields its SSH endpoint and the rootfs path. It starts
+    from the base rootfs, or from `image` (an incremental build: the parent build's packed rootfs).
 
     The build key is imported into the emulator (Packer launches the emulated instance with it) and
     removed afterwards; the rootfs's processes and mounts are gone when this exits, on any path.
@@ -70,12 +72,18 @@ def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Pa
     ec2.import_key_pair(KeyName=keypair, PublicKeyMaterial=public_key.encode())
     try:
         with BuildRoot(rootfs_cache_dir(), build_dir, login_user=recipe.image.login_user,
-                       authorized_key=public_key, extra_ca=extra_ca, progress=progress) as root:
+                       authorized_key=public_key, extra_ca=extra_ca, progress=progress, image=image) as root:
             progress(f"sandbox: build root {root.root} serving ssh on 127.0.0.1:{root.port}")
             yield SshEndpoint("127.0.0.1", root.port, keypair, str(private_key)), root.root
     finally:
         ec2.delete_key_pair(KeyName=keypair)
         leftovers.forget_cloud(build_dir)
+
+
+def parent_image(home: Home, build_id: str) -> Path | None:
+    """The packed rootfs of sandbox build `build_id` (an incremental build starts from it), if it is there."""
+    path = image_path(home, build_id)
+    return path if path.is_file() else None
 
 
 def pack_image(home: Home, rootfs: Path, build_id: str, progress: Progress) -> Path:

@@ -8,8 +8,11 @@ then, in this order:
    `stage_provision_dir`). With a trailing slash Packer 1.6.6 fails ("scp: /tmp/imagefactory: Is a
    directory") because the destination does not exist yet. The folder holds `config.json`, `repo.tar`,
    `scripts/`, `files/` and, optionally, `extra-ca.pem`.
-2. `shell` provisioner: runs `packer/scripts/10-base.sh` … `85-manifest.sh` (`stage_scripts()[0]`) with
-   `execute_command = EXECUTE_COMMAND`, i.e. as root with IF_CONFIG and IF_DIR set.
+2. `shell` provisioner: runs `packer/scripts/05-prepare.sh` … `85-manifest.sh` (`stage_scripts()[0]`) with
+   `execute_command = EXECUTE_COMMAND`, i.e. as root with IF_CONFIG and IF_DIR set. An incremental build
+   (from a parent build's image, which holds the environment already) runs the same list without the
+   environment install, stages 10 … 49 (`ENVIRONMENT_STAGES`: 10-base, 20-python, 30-server-env,
+   40-kernel-env); the scripts themselves do not know the difference.
 3. `file` provisioner, `direction = "download"`: `/etc/imagefactory/manifest.json` into the build dir.
 4. `shell` provisioner: `90-cleanup.sh`, `95-secret-scan.sh` (`stage_scripts()[1]`), same command.
 
@@ -57,12 +60,17 @@ config.json (config_version 1); every value reaches the scripts verbatim, as dat
     data            [{url, sha256, dest, unpack} | {git, commit, dest}]   the recipe's data (55-data)
     prefix          "/opt/imagefactory"      server/, kernel/, tools/, bin/ live under it
     versions        {packer: str, factory: str}
+    build           {mode: "full" | "incremental", parent: str | null}   recorded in the manifest
+    environment_inputs {stages: "sha256:…", files: {repo-relative path: "sha256:…" | "absent"}} | null
+                                             what the environment install read (`incremental`), recorded
+                                             in the manifest so a later build can tell it is unchanged
 
-Only `stage_provision_dir` touches the disk; everything else here is pure.
+Only `stage_provision_dir` writes to the disk; apart from reading the contract's scripts, the rest is pure.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -92,12 +100,15 @@ DIR_COMMIT_PREFIX = "dir-sha256:"
 KERNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STAGE_RE = re.compile(r"(\d\d)-[a-z0-9-]+\.sh")
 LAST_STAGE_BEFORE_DOWNLOAD = 85
+ENVIRONMENT_STAGES = range(10, 50)  # what an incremental build skips: its parent's image holds their work
+FILE_USE_RE = re.compile(r"\$(?:files|IF_DIR/files)/([\w.-]+)")
 
 
 
 def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, factory_version: str,
                      target: str, autostop_minutes: int | None, kernel_name: str,
-                     smoke: dict[str, list[str]]) -> dict:
+                     smoke: dict[str, list[str]], parent_build: str | None = None,
+                     environment_inputs: dict[str, Any] | None = None) -> dict:
     """The JSON-able config.json for one build (schema in the module docstring); `smoke` is what
     `imagefactory.smoke.smoke_packages` found: the names the image's smoke test imports. Pure."""
     _check_inputs(recipe, build_id=build_id, target=target, autostop_minutes=autostop_minutes,
@@ -134,6 +145,8 @@ def provision_config(recipe: Recipe, *, build_id: str, packer_version: str, fact
         "data": [d.to_dict() for d in recipe.data],
         "prefix": PREFIX,
         "versions": {"packer": packer_version, "factory": factory_version},
+        "build": {"mode": "incremental" if parent_build else "full", "parent": parent_build},
+        "environment_inputs": environment_inputs,
     }
 
 
@@ -182,11 +195,26 @@ class Provisioners:
                 "remote_dir": REMOTE_DIR, "manifest_path": MANIFEST_PATH}
 
 
-def provisioners(packer_dir: Path = PACKER_DIR) -> Provisioners:
-    """The stages of `packer_dir/scripts`, as the staged folder holds them."""
+def provisioners(packer_dir: Path = PACKER_DIR, *, incremental: bool = False) -> Provisioners:
+    """The stages of `packer_dir/scripts`, as the staged folder holds them; an incremental build's skip
+    the environment install (`ENVIRONMENT_STAGES`)."""
     before, after = stage_scripts(packer_dir)
+    if incremental:
+        before = [p for p in before if int(p.name[:2]) not in ENVIRONMENT_STAGES]
     return Provisioners(tuple(f"{PROVISION_DIR}/scripts/{p.name}" for p in before),
                         tuple(f"{PROVISION_DIR}/scripts/{p.name}" for p in after))
+
+
+def environment_stages_digest(packer_dir: Path = PACKER_DIR) -> str:
+    """sha256 over what an incremental build skips: the environment stages, lib.sh and the files they use."""
+    scripts = [p for p in stage_scripts(packer_dir)[0] if int(p.name[:2]) in ENVIRONMENT_STAGES]
+    used = sorted({name for p in scripts for name in FILE_USE_RE.findall(p.read_text())})
+    parts = [*scripts, packer_dir / "scripts" / "lib.sh", *(packer_dir / "files" / name for name in used)]
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.read_bytes() if part.is_file() else b""
+        digest.update(f"{part.parent.name}/{part.name}\0{len(data)}\0".encode() + data)
+    return "sha256:" + digest.hexdigest()
 
 
 def drop_repo_copy(build_dir: Path) -> None:

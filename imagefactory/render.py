@@ -40,6 +40,7 @@ class Features:
     caps: Capabilities
     target: str          # "aws" or "sandbox"
     provision: bool      # SSH communicator + provisioners (else communicator "none")
+    incremental: bool = False  # start from a parent build's AMI (source_ami) instead of the base image
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,17 @@ class SshEndpoint:
     port: int
     keypair_name: str
     private_key_file: str
+
+
+@dataclass(frozen=True)
+class ParentImage:
+    """An incremental build's starting point: the parent build, its AMI in the build region, and the base
+    image the parent was built from (recorded again as this build's base)."""
+
+    build_id: str
+    source_ami: str
+    base_ami: str
+    base_ami_name: str
 
 
 def packer_safe(field: str, value: str) -> str:
@@ -67,7 +79,7 @@ def template_files(features: Features, templates_dir: Path) -> dict[str, str]:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     context = {"caps": features.caps.flags() | {"version": features.caps.text}, "target": features.target,
-               "provision": features.provision}
+               "provision": features.provision, "incremental": features.incremental}
     out: dict[str, str] = {}
     for name in TEMPLATES:
         if name == "versions" and not features.caps.plugins:
@@ -76,7 +88,8 @@ def template_files(features: Features, templates_dir: Path) -> dict[str, str]:
     return out
 
 
-def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: str) -> dict[str, str]:
+def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: str,
+               parent: ParentImage | None = None) -> dict[str, str]:
     tags = dict(recipe.tags)
     tags.update({
         "Name": f"{recipe.name} {build_id}",
@@ -92,6 +105,9 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
         "imagefactory:jupyter-port": str(recipe.jupyter.port),  # a shared AMI shows no tags to others)
         "managed-by": "imagefactory",
     })
+    if parent is not None:  # a full build's base-ami tags are rendered by Packer from its source_ami_filter
+        tags.update({"imagefactory:parent-build": parent.build_id, "imagefactory:base-ami": parent.base_ami,
+                     "imagefactory:base-ami-name": parent.base_ami_name})
     for key, value in tags.items():
         packer_safe(f"tag {key!r}", key)
         packer_safe(f"tag {key!r}", value)
@@ -109,14 +125,16 @@ def deprecation_time(recipe: Recipe, started: datetime) -> str:
 
 def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: str, endpoint: str | None,
                 ssh_sources: tuple[str, ...], ssh: SshEndpoint | None = None,
-                provisioners: Provisioners = NO_PROVISIONERS, deprecate_at: str = "") -> dict[str, Any]:
+                provisioners: Provisioners = NO_PROVISIONERS, deprecate_at: str = "",
+                parent: ParentImage | None = None) -> dict[str, Any]:
     """The values of one build, for the generated var file. `ssh_sources` are the CIDRs the build
-    instance's temporary security group admits ssh from (the caller's /32). Pure."""
+    instance's temporary security group admits ssh from (the caller's /32); `parent` makes it an
+    incremental build (rendered with `Features.incremental`). Pure."""
     if not ssh_sources or any(_wide(cidr) for cidr in ssh_sources):
         raise RenderError(f"the build instance's ssh sources {list(ssh_sources)} are not single addresses",
                           "pass the caller's address as a /32 (IPv6: /128)")
     base = BASES[recipe.image.base]
-    tags = image_tags(recipe, build_id=build_id, target=target, factory_version=factory_version)
+    tags = image_tags(recipe, build_id=build_id, target=target, factory_version=factory_version, parent=parent)
     values: dict[str, Any] = {
         "ami_name": packer_safe("ami name", f"imagefactory/{recipe.name}/{build_id}"),
         "ami_description": packer_safe("description", f"{recipe.name} from {recipe.source.repo} "
@@ -137,6 +155,7 @@ def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: 
         "deprecate_at": deprecate_at,  # rendered only where the Packer in use supports it (caps.deprecate_at)
         **kms_values(recipe),
         **provisioners.values(),
+        "source_ami": packer_safe("parent AMI", parent.source_ami) if parent else "",
     }
     if ssh is not None:
         values.update({"ssh_host": ssh.host, "ssh_port": ssh.port, "ssh_keypair_name": ssh.keypair_name,

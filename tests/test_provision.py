@@ -61,7 +61,8 @@ def test_config_is_pure_and_json_able() -> None:
     assert first["config_version"] == 1
     assert set(first) == {"config_version", "build_id", "target", "recipe", "source", "login_user", "python",
                           "apt", "conda", "pip", "pipfile", "install_repo", "post_build", "kernel", "jupyter",
-                          "autostop_minutes", "smoke", "prefix", "versions", "packages", "data"}
+                          "autostop_minutes", "smoke", "prefix", "versions", "packages", "data", "build",
+                          "environment_inputs"}
     assert first["recipe"] == {"name": "demo", "digest": rec.digest()}
     assert first["post_build"] == ["postBuild"], "only scripts with run: true"
     assert first["jupyter"] == {"port": 8890, "extensions": [], "token_file": provision.TOKEN_FILE}
@@ -176,9 +177,9 @@ def test_mismatched_config_is_refused(tmp_path: Path) -> None:
 
 def test_stage_scripts_split_at_the_manifest_download() -> None:
     before, after = provision.stage_scripts()
-    assert [p.name for p in before] == ["10-base.sh", "20-python.sh", "30-server-env.sh", "40-kernel-env.sh",
-                                        "50-repo.sh", "55-data.sh", "60-post-build.sh", "70-jupyter.sh", "80-smoke.sh",
-                                        "85-manifest.sh"]
+    assert [p.name for p in before] == ["05-prepare.sh", "10-base.sh", "20-python.sh", "30-server-env.sh",
+                                        "40-kernel-env.sh", "50-repo.sh", "55-data.sh", "60-post-build.sh",
+                                        "70-jupyter.sh", "80-smoke.sh", "85-manifest.sh"]
     assert [p.name for p in after] == ["90-cleanup.sh", "95-secret-scan.sh"]
 
 
@@ -210,7 +211,7 @@ def test_the_repo_copy_is_the_owners_only_and_dropped_when_the_build_ends(tmp_pa
 def test_provisioners_name_the_staged_scripts_and_the_contract() -> None:
     steps = provision.provisioners()
     values = steps.values()
-    assert values["provision_scripts"][0] == "provision/scripts/10-base.sh"
+    assert values["provision_scripts"][:2] == ["provision/scripts/05-prepare.sh", "provision/scripts/10-base.sh"]
     assert values["cleanup_scripts"] == ["provision/scripts/90-cleanup.sh", "provision/scripts/95-secret-scan.sh"]
     assert values["provision_dir"] == "provision" and values["execute_command"] == provision.EXECUTE_COMMAND
 

@@ -7,6 +7,12 @@ by `sandbox.leftovers`) and starts sshd on 127.0.0.1:`port` as the main process 
 (`sandbox.container`), where everything Packer runs over ssh then runs. On exit, whatever the cause
 (error, Ctrl-C, SIGTERM), every process of the container is ended; the tree is kept for `pack` (on
 failure it is removed unless `keep_on_failure`).
+
+With `image` (an incremental build: the parent build's packed rootfs, `sandbox.archive.image_path`), the
+tree starts from that image instead of the base. That tree is untrusted (a repository's code ran in it as
+root), so nothing of it runs on the host: the same setup (login user if missing, sudo, the build key,
+this machine's CAs, the hosts entry, new ssh host keys) runs inside a one-shot container (`IMAGE_SETUP`),
+as a sandbox instance's first boot does.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from imagefactory.sandbox.host import (
     check_user,
     free_port,
     host_ca_files,
+    inside,
     run_logged,
     split_pem,
 )
@@ -43,6 +50,33 @@ from imagefactory.waiting import WaitTimeout, wait_for
 
 OWNER_FILE = "owner.json"
 SSHD_TIMEOUT = 30.0
+# An image's setup, inside a one-shot container; values come as environment variables only.
+IMAGE_SETUP = f"""set -eu
+if ! id -u "$IF_USER" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash --user-group "$IF_USER"
+fi
+usermod --password '*' "$IF_USER"
+install -d -m 0750 /etc/sudoers.d
+rm -f /etc/sudoers.d/90-imagefactory
+printf '%s ALL=(ALL) NOPASSWD:ALL\\n' "$IF_USER" > /etc/sudoers.d/90-imagefactory
+chmod 0440 /etc/sudoers.d/90-imagefactory
+home=$(getent passwd "$IF_USER" | cut -d: -f6)
+install -d -m 0700 -o "$IF_USER" -g "$IF_USER" "$home/.ssh"
+rm -f "$home/.ssh/authorized_keys"
+printf '%s\\n' "$IF_KEY" > "$home/.ssh/authorized_keys"
+chmod 0600 "$home/.ssh/authorized_keys"
+chown "$IF_USER:$IF_USER" "$home/.ssh/authorized_keys"
+if [ -n "$IF_CAS" ]; then
+    install -d -m 0755 /usr/local/share/ca-certificates
+    printf '%s' "$IF_CAS" > "/usr/local/share/ca-certificates/imagefactory-host-$IF_CAS_NAME.crt"
+    update-ca-certificates >/dev/null
+fi
+if ! grep -q '[[:space:]]{container.HOSTNAME}$' /etc/hosts 2>/dev/null; then
+    printf '127.0.1.1\\t%s\\n' {container.HOSTNAME} >> /etc/hosts
+fi
+rm -f /etc/ssh/ssh_host_*
+ssh-keygen -A
+"""
 
 
 def sshd_argv(port: int, user: str) -> list[str]:
@@ -90,13 +124,15 @@ class BuildRoot:
     """
 
     def __init__(self, cache_dir: Path, work_dir: Path, *, login_user: str, authorized_key: str,
-                 extra_ca: Path | None = None, keep_on_failure: bool = False, progress: Progress = print) -> None:
+                 extra_ca: Path | None = None, keep_on_failure: bool = False, progress: Progress = print,
+                 image: Path | None = None) -> None:
         check_user(login_user)
         if "\n" in authorized_key.strip() or not authorized_key.startswith(("ssh-", "ecdsa-", "sk-")):
             raise SandboxError("the authorized key must be one public key line", "pass the .pub text")
         self.cache_dir, self.work_dir = cache_dir, work_dir
         self.login_user, self.authorized_key = login_user, authorized_key.strip()
         self.extra_ca, self.keep_on_failure, self.progress = extra_ca, keep_on_failure, progress
+        self.image = image
         self.root = work_dir / "rootfs"
         self.port = 0
         self._nspawn: subprocess.Popen[bytes] | None = None
@@ -106,16 +142,19 @@ class BuildRoot:
     def __enter__(self) -> BuildRoot:
         self._catch_sigterm()
         try:
-            base = ensure_base(self.cache_dir, progress=self.progress)
+            start = self.image or ensure_base(self.cache_dir, progress=self.progress)
             self.work_dir.mkdir(parents=True, exist_ok=True)
             record_owner(self.work_dir)
             remove_tree(self.root)
-            unpack(base, self.root)
-            # the tree is still the pristine base here: setting it up from the host is safe
-            self._add_user()
-            self._trust_host_cas()
-            self._network_files()
-            self._chroot("ssh-keygen", "-A")
+            unpack(start, self.root)
+            if self.image is not None:
+                self._set_up_image()
+            else:
+                # the tree is still the pristine base here: setting it up from the host is safe
+                self._add_user()
+                self._trust_host_cas()
+                self._network_files()
+                self._chroot("ssh-keygen", "-A")
             self._start_sshd()
         except BaseException:
             self._quiesce()
@@ -161,6 +200,36 @@ class BuildRoot:
         keys.write_text(self.authorized_key + "\n", encoding="utf-8")
         keys.chmod(0o600)
         self._chroot("chown", "-R", f"{user}:{user}", f"/home/{user}/.ssh")
+
+    def _set_up_image(self) -> None:
+        """The same setup for a tree made from an (untrusted) image, inside a one-shot container."""
+        cas = "".join(self._missing_cas(self._image_bundle()))
+        name = hashlib.sha256(cas.encode()).hexdigest()[:16]
+        done = container.run(self.root, ["/bin/sh", "-c", IMAGE_SETUP],
+                             setenv={"IF_USER": self.login_user, "IF_KEY": self.authorized_key, "IF_CAS": cas,
+                                     "IF_CAS_NAME": name}, timeout=120)
+        if done.returncode != 0:
+            raise SandboxError(f"setting up the build root from {self.image} failed: "
+                               f"{(done.stderr or done.stdout).strip()[-400:]}", "bake it in full (without a parent)")
+
+    def _image_bundle(self) -> str:
+        """The image's CA bundle, read only if it is a regular file inside the tree (never through a link)."""
+        bundle = self.root / "etc/ssl/certs/ca-certificates.crt"
+        try:
+            real = bundle.resolve(strict=True)
+        except OSError:
+            return ""
+        if not inside(str(real), self.root) or not real.is_file():
+            return ""
+        return real.read_text(errors="replace")
+
+    def _missing_cas(self, bundle: str) -> list[str]:
+        """This machine's CAs (and extra_ca's) that `bundle` lacks."""
+        known = set(split_pem(bundle))
+        extra = []
+        for source in host_ca_files(self.extra_ca):
+            extra += [c for c in split_pem(source.read_text(errors="replace")) if c not in known]
+        return list(dict.fromkeys(extra))
 
     def _trust_host_cas(self) -> None:
         """Add this machine's CAs that the rootfs lacks (e.g. a TLS-intercepting proxy's) to its store."""

@@ -299,6 +299,17 @@ def _copy_image(original: Any) -> Any:
     return copy
 
 
+def _ebs_backed(original: Any) -> Any:
+    """CreateImage of an EBS-backed instance and CopyImage of an EBS-backed AMI give EBS-backed AMIs (moto
+    says "standard", which Packer refuses as the source of a build: an incremental build starts from one)."""
+    def make(self: Any, *args: Any, **kwargs: Any) -> Any:
+        ami = original(self, *args, **kwargs)
+        ami.root_device_type, ami.root_device_name = "ebs", "/dev/sda1"
+        return ami
+
+    return make
+
+
 def _block_device_mappings(self: Any) -> list[dict[str, Any]]:
     snapshot = self.ebs_snapshot
     ebs = {"SnapshotId": snapshot.id, "VolumeSize": 15, "DeleteOnTermination": False, "VolumeType": "standard",
@@ -325,6 +336,8 @@ def install() -> None:
     AmiBackend.describe_image_attribute = _owner_only(  # type: ignore[method-assign]
         AmiBackend.describe_image_attribute)
     InstanceBackend.run_instances = _run_instances(InstanceBackend.run_instances)  # type: ignore[method-assign]
+    AmiBackend.create_image = _ebs_backed(AmiBackend.create_image)  # type: ignore[method-assign]
+    AmiBackend.copy_image = _ebs_backed(AmiBackend.copy_image)  # type: ignore[method-assign]
     AmisResponse.copy_image = _copy_image(AmisResponse.copy_image)  # type: ignore[method-assign]
     InstanceResponse.run_instances = _run_request(InstanceResponse.run_instances)  # type: ignore[method-assign]
     Ami.block_device_mappings = property(_block_device_mappings)  # type: ignore[method-assign,assignment]

@@ -6,8 +6,9 @@ Fields: manifest_version, build_id, target, recipe {name, digest}, repo {url, re
 python {requested, version, executable}, kernel {name, display_name, prefix}, package_tool and
 packages [{name, version}] of the kernel env (`uv pip list --format json`, or `micromamba list --json`
 for a conda kernel env), jupyterlab (version), jupyter {port, token_file}, autostop_minutes,
-login_user, base_os, versions {packer, factory, uv}, created (UTC, ISO 8601), and what the earlier
-stages measured (IF_DIR/results/*.json): imports {ok, failed, warned} (the code's imports, 80-smoke),
+login_user, base_os, versions {packer, factory, uv}, build {mode: full | incremental, parent},
+environment_inputs (what the environment install read, from the config), created (UTC, ISO 8601),
+and what the earlier stages measured (IF_DIR/results/*.json): imports {ok, failed, warned} (the code's imports, 80-smoke),
 system {programs, libraries, missing}, notebooks [{path, ok, seconds, cell, error}], data [{dest,
 source, bytes, …}] (55-data); a stage that wrote nothing gives null; disk_used_bytes (`du -sx /`,
 measured before 90-cleanup: what the snapshot stores, give or take the caches cleaned there). Written atomically,
@@ -99,6 +100,8 @@ def manifest(config: dict, repo_dir: str) -> dict:
         "login_user": config["login_user"],
         "base_os": os_name(),
         "versions": {**config["versions"], "uv": output([UV, "--version"]).split()[-1]},
+        "build": config.get("build") or {"mode": "full", "parent": None},
+        "environment_inputs": config.get("environment_inputs"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "disk_used_bytes": disk_used(),
         **results(),

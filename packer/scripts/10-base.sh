@@ -1,23 +1,12 @@
 #!/usr/bin/env bash
-# 10-base: trust extra-ca.pem if given, wait for cloud-init, install the base apt packages plus the
-# recipe's `apt` list, and write the TLS environment for later logins.
+# 10-base: install the base apt packages plus the recipe's `apt` list, and write the TLS environment for
+# later logins (05-prepare has waited for cloud-init and trusted extra-ca.pem).
 set -euo pipefail
 IF_STAGE=10-base
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "${IF_DIR:?IF_DIR is not set}/scripts/lib.sh"
 
 BASE_PACKAGES=(ca-certificates curl git bzip2 procps sudo systemd python3 python3-venv python3-pip)
-
-if command -v cloud-init >/dev/null 2>&1; then
-    if_log "waiting for cloud-init to finish"
-    cloud-init status --wait >/dev/null || true
-fi
-
-if [[ -f $IF_DIR/extra-ca.pem ]]; then
-    if_log "trusting extra-ca.pem"
-    install -m 0644 "$IF_DIR/extra-ca.pem" /usr/local/share/ca-certificates/imagefactory-extra.crt
-    update-ca-certificates
-fi
 
 mapfile -d '' -t recipe_apt < <(if_list apt)
 apt_get=(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 -o Dpkg::Use-Pty=0)
