@@ -1,6 +1,7 @@
 """Incremental bakes (`bake --parent BUILD`): the decision (pure), the rendered template (real Packer), and
 one real sandbox chain: a provisioned full bake of the bundled example as a git repo, a one-line commit,
-an incremental bake from it (new commit, the parent's packages, no environment install), then a parent
+an incremental bake from it through `rebuild --stale` (stale says only the commit moved; new commit, the
+parent's packages, no environment install), then a parent
 past rebuild.max_chain and a parent whose AMI is gone, which both give a full bake that says why."""
 
 from __future__ import annotations
@@ -209,9 +210,19 @@ def chain(chain_home: Home, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     hello = repo / "hello.py"
     hello.write_text(hello.read_text() + "print('a one-line change')\n")
     git(repo, "commit", "-q", "-am", "one line")
-    done = run_cli(chain_home, "bake", "--repo", str(repo), "--parent", full["build_id"], "--json", check=True,
-                   timeout=900)
-    return {"repo": repo, "full": full, "incremental": json.loads(done.stdout), "stderr": done.stderr,
+    stale = json.loads(run_cli(chain_home, "stale", "--json", check=True, timeout=300).stdout)["images"][0]
+    assert [r["kind"] for r in stale["reasons"]] == ["commit"] and stale["incremental"], stale
+    # the issue's path: `rebuild --stale` sees that only the commit moved and bakes incrementally
+    done = run_cli(chain_home, "rebuild", "--stale", "--json", check=True, timeout=900)
+    report = json.loads(done.stdout)
+    assert [(p["mode"], p["parent"]) for p in report["plan"]] == [("incremental", full["build_id"])]
+    (result,) = report["results"]
+    assert result["status"] == "available" and result["mode"] == "incremental"
+    child = builds(chain_home)[result["build_id"]]
+    notes = [line.removeprefix("[hello-binder] ") for line in done.stderr.splitlines()]
+    incremental = {"build_id": child.id, "parent_build": child.parent_build, "build_dir": child.build_dir,
+                   "amis": child.amis, "notes": notes}
+    return {"repo": repo, "full": full, "incremental": incremental, "stderr": done.stderr,
             "commit": git(repo, "rev-parse", "HEAD")}
 
 
@@ -283,13 +294,13 @@ def test_the_incremental_image_holds_the_new_file_and_is_cleaned_like_a_full_one
 @pytest.mark.network
 def test_a_parent_at_the_chain_limit_gives_a_full_bake_saying_why(chain: dict[str, Any], chain_home: Home) -> None:
     inc = chain["incremental"]["build_id"]
-    done = run_cli(chain_home, "bake", "--repo", str(chain["repo"]), "--parent", inc, "--json", check=True,
-                   timeout=900)
-    result = json.loads(done.stdout)
     reason = f"full bake: parent build {inc} ends a chain of 1 incremental builds (rebuild.max_chain is 1)"
-    assert reason in done.stderr and reason in result["notes"]
-    assert result["parent_build"] is None and builds(chain_home)[result["build_id"]].parent_build is None
-    assert all(mark in packer_log(result) for mark in ENV_STAGE_MARKS), "a full bake installs the environment"
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()", "bake", "--repo",
+            str(chain["repo"]), "--parent", inc]
+    # decided before anything starts; a full bake is what the chain's first bake showed: stop this one here
+    code, stderr = interrupt_at(argv, chain_home.root, cli_env(chain_home), "full bake:", signal.SIGINT)
+    assert reason in stderr and code == 130
+    assert builds(chain_home)[inc].parent_build == chain["full"]["build_id"]
 
 
 @pytest.mark.network
