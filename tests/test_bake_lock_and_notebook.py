@@ -107,6 +107,12 @@ def test_the_kernel_env_holds_the_locked_version_and_not_the_dev_group(locked_ba
     assert "converting uv.lock to requirements" in log
 
 
+def test_catalog_show_tells_what_the_smoke_test_measured(locked_bake: dict, lock_home: Home) -> None:
+    shown = json.loads(run_cli(lock_home, "catalog.show", "locked-demo", "--json", check=True).stdout)
+    (build,) = shown["sandbox"]["builds"]
+    assert build["smoke"] == {"imports": {"ok": 1, "failed": []}, "notebooks": []}  # tabulate, imported for real
+
+
 FAILING = {
     "runtime.txt": "python-3.11\n",
     "notebooks/broken.ipynb": notebook("value = 41", "raise ValueError(f'cell two broke at {value + 1}')"),
