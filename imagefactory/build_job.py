@@ -134,8 +134,7 @@ class Job:
             outcome = packer_mod.build(self.packer, self.build_dir, var_file, env,
                                        lambda line: self.progress(f"  {line}"), abort=watch)
         if not outcome.ok:
-            detail = outcome.errors[-1] if outcome.errors else "see the log"
-            raise PackerError(f"packer build failed: {detail.splitlines()[0][:300]}",
+            raise PackerError(f"packer build failed: {outcome.reason()[:300]}",
                               f"full log: {outcome.log_path}")
         return outcome.amis
 

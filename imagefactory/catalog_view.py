@@ -1,5 +1,7 @@
 """Views of the catalogs for people and scripts: one row per image and target (`rows`, `table`), or one
-image in full (`show`, and `show_yaml` for its text).
+image in full (`show`, and `show_yaml` for its text), each build with what its smoke test measured in the
+image (`smoke`: the code's imports that worked and failed, the notebooks run and whether they passed), read
+from the build's image manifest.
 
 Real builds come from catalog.yaml, sandbox builds from .sandbox/catalog.yaml; every row says which.
 """
@@ -56,12 +58,41 @@ def show(home: Home, name: str) -> dict[str, Any]:
     for target in TARGETS:
         cat = catalog.load(home.catalog_path(target))
         if name in cat.images:
-            found[target] = cat.to_dict()["images"][name] | {"catalog": str(home.catalog_path(target))}
+            entry = cat.to_dict()["images"][name]
+            entry["builds"] = [with_smoke(b) for b in entry.get("builds") or ()]
+            found[target] = entry | {"catalog": str(home.catalog_path(target))}
     if not found:
         known = sorted({r["image"] for r in rows(home)})
         raise CatalogError(f"no image named {name!r} in the catalog",
                            f"known images: {', '.join(known) or 'none yet'}")
     return {"image": name, **found}
+
+
+def smoke(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the smoke test measured, from an image manifest (if_manifest.py): imports {ok, failed: [module]}
+    and notebooks [{path, passed, seconds}]; a stage that recorded nothing is None."""
+    imports = manifest.get("imports")
+    notebooks = manifest.get("notebooks")
+    return {
+        "imports": None if imports is None else {
+            "ok": imports.get("ok", 0),
+            "failed": [f"{f['module']}" + (" (fails the bake)" if f.get("fatal") else " (warning)")
+                       for f in imports.get("failed") or ()]},
+        "notebooks": None if notebooks is None else [
+            {"path": n["path"], "passed": bool(n.get("ok")), "seconds": n.get("seconds")} for n in notebooks],
+    }
+
+
+def with_smoke(build: dict[str, Any]) -> dict[str, Any]:
+    """A build's catalog record with `smoke` put before its image manifest (when it has one)."""
+    if not build.get("image_manifest"):
+        return build
+    out: dict[str, Any] = {}
+    for key, value in build.items():
+        if key == "image_manifest":
+            out["smoke"] = smoke(value)
+        out[key] = value
+    return out
 
 
 def show_yaml(data: dict[str, Any]) -> str:

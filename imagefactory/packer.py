@@ -27,6 +27,8 @@ INSTALL_HINT = ("install Packer: 'sudo apt-get install packer' on Debian/Ubuntu,
 QUIET_PREFIXES = ("Adding tag:",)  # per-tag chatter; still in packer.log
 VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 AMI_CREATED_RE = re.compile(r"\bAMI: (ami-[0-9a-f]+)")  # amazon-ebs's message right after CreateImage
+SCRIPT_FAILED = "Script exited with non-zero exit status"  # Packer's error when a provisioning script fails
+STAGE_ERROR_RE = re.compile(r"==> (\[[0-9a-z-]+\]) ERROR: (.+)$")  # a provisioning script's if_die (lib.sh)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,13 @@ class BuildOutcome:
     summaries: set[str] = field(default_factory=set)
     created: list[str] = field(default_factory=list)  # AMIs Packer said it created, even if it removed them
     last_step: str | None = None                      # the last step Packer announced ("Creating AMI ...")
+    stage_error: str | None = None                    # the last "[stage] why" the current script printed
+
+    def reason(self) -> str:
+        """Why the build failed, in one line: the provisioning script's own reason (lib.sh's if_die) when
+        a script failed, rather than Packer's "Script exited with non-zero exit status"; else Packer's."""
+        last = self.errors[-1].splitlines()[0] if self.errors else "see the log"
+        return self.stage_error if self.stage_error and last.startswith(SCRIPT_FAILED) else last
     killed: bool = False                              # did not stop in time after a cancel: SIGKILLed
 
 
@@ -133,8 +142,12 @@ def note(event: Event, outcome: BuildOutcome) -> None:
         outcome.errors.append(event.data[0].strip())
     elif event.kind == "ui" and len(event.data) >= 2:
         text = event.data[1].strip()
-        if event.data[0] == "say" and text.startswith("==> "):
+        if stage_error := STAGE_ERROR_RE.search(text):
+            outcome.stage_error = f"{stage_error.group(1)} {stage_error.group(2).strip()}"
+        elif event.data[0] == "say" and text.startswith("==> "):
             outcome.last_step = text.partition(": ")[2] or text[4:]
+            if outcome.last_step.startswith("Provisioning with"):
+                outcome.stage_error = None  # a new script: an earlier one's line is not this one's reason
         elif event.data[0] == "message" and (created := AMI_CREATED_RE.search(text)):
             outcome.created.append(created.group(1))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,22 @@ def test_show_of_an_unknown_image_lists_the_known_ones(home: Home) -> None:
     with pytest.raises(CatalogError) as err:
         show(home, "nope")
     assert "a-much-longer-image-name" in err.value.hint and "hello-binder" in err.value.hint
+
+
+def test_show_gives_each_build_what_its_smoke_test_measured(tmp_path: Path, home: Home) -> None:
+    assert all("smoke" not in b for b in show(home, "hello-binder")["aws"]["builds"]), "no manifest, no smoke"
+    h = Home(tmp_path / "other")
+    manifest = {"build_id": "20261130-000000-cafe", "packages": [{"name": "tabulate", "version": "0.8.10"}],
+                "imports": {"ok": 4, "warned": 1, "failed": [
+                    {"module": "spotpy", "kind": "missing", "error": "ModuleNotFoundError", "fatal": False}]},
+                "notebooks": [{"path": "notebooks/check.ipynb", "ok": True, "seconds": 1.5, "cell": None,
+                               "error": None}], "system": None, "data": None}
+    built = replace(_build("20261130-000000-cafe", "sandbox"), image_manifest=manifest)
+    catalog.update(h.catalog_path("sandbox"), lambda c: catalog.record(
+        c, name="proven", repo="r", recipe="recipes/proven.yaml", recipe_digest="d", build=built))
+    (build,) = show(h, "proven")["sandbox"]["builds"]
+    assert build["smoke"] == {"imports": {"ok": 4, "failed": ["spotpy (warning)"]},
+                              "notebooks": [{"path": "notebooks/check.ipynb", "passed": True, "seconds": 1.5}]}
+    assert list(build).index("smoke") == list(build).index("image_manifest") - 1, "read before the manifest"
+    text = show_yaml(show(h, "proven"))
+    assert "    smoke:\n      imports:\n        ok: 4\n        failed:\n        - spotpy (warning)\n" in text

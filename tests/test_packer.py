@@ -136,3 +136,18 @@ def test_events_tell_the_created_ami_and_the_current_step() -> None:
         note(event, outcome)
     assert outcome.last_step == "Provisioning with shell script: provision/scripts/60-post-build.sh"
     assert outcome.created == ["ami-0123abcd"] and outcome.errors == ["Build was cancelled."]
+
+
+def test_a_failed_script_is_reported_by_its_own_reason_not_packers_exit_status() -> None:
+    outcome = BuildOutcome(ok=False)
+    for line in ("1,,ui,say,==> amazon-ebs.image: Provisioning with shell script: provision/scripts/60-post-build.sh",
+                 "2,,ui,message,    amazon-ebs.image: ==> [60-post-build] ERROR: only echoed by the repo",
+                 "3,,ui,say,==> amazon-ebs.image: Provisioning with shell script: provision/scripts/80-smoke.sh",
+                 "4,,ui,error,==> amazon-ebs.image: ==> [80-smoke] ERROR: a notebook failed: nb.ipynb cell 2: boom",
+                 "5,amazon-ebs.image,error,Script exited with non-zero exit status: 1.Allowed exit codes are: [0]"):
+        event = parse_line(line)
+        assert event is not None
+        note(event, outcome)
+    assert outcome.reason() == "[80-smoke] a notebook failed: nb.ipynb cell 2: boom"
+    outcome.errors.append("Error creating AMI: throttled")
+    assert outcome.reason() == "Error creating AMI: throttled", "Packer's own failure is not a script's"

@@ -1,6 +1,7 @@
 """Smoke test, part 4: run the recipe's notebooks marked `run: true`, headless, in the kernel env.
 
     SERVER/bin/python if_run_notebooks.py CONFIG REPO_DIR KERNEL_NAME RESULT_JSON
+    SERVER/bin/python if_run_notebooks.py --failed RESULT_JSON    # one line: the failed notebooks, cells and errors
 
 Run as the login user. Each notebook of config.json's `smoke.notebooks` is executed with nbclient (which
 the server env's JupyterLab brings) on the recipe's kernel, cell by cell, each cell within the notebook's
@@ -43,7 +44,20 @@ def run(path: str, kernel: str, timeout: int) -> dict:
     return {"ok": error is None, "seconds": round(time.monotonic() - started, 2), "cell": cell_no, "error": error}
 
 
+def failed_line(results: list) -> str:
+    """The failed notebooks in one line, each with its cell and error (80-smoke's reason for the bake)."""
+    return "; ".join(f"{r['path']} " + (f"cell {r['cell']}" if r["cell"] else "before any cell") + f": {r['error']}"
+                     for r in results if not r["ok"])
+
+
 def main(argv: list) -> int:
+    if len(argv) == 3 and argv[1] == "--failed":
+        try:
+            with open(argv[2], encoding="utf-8") as fh:
+                print(failed_line(json.load(fh)))
+        except (OSError, ValueError):  # the runner itself failed before writing: its output says why
+            print("the notebook runner failed (see its output above)")
+        return 0
     with open(argv[1], encoding="utf-8") as fh:
         notebooks = (json.load(fh).get("smoke") or {}).get("notebooks", [])
     repo, kernel = argv[2], argv[3]
@@ -62,10 +76,10 @@ def main(argv: list) -> int:
             print(f"notebook: {item['path']} FAILED at {where}: {outcome['error']}", flush=True)
     with open(argv[4], "w", encoding="utf-8") as fh:
         json.dump(results, fh)
-    failed = [r for r in results if not r["ok"]]
-    if failed:
-        print("notebook: failed: " + ", ".join(f"{r['path']} cell {r['cell']}" for r in failed))
-    return 1 if failed else 0
+    if not all(r["ok"] for r in results):
+        print("notebook: failed: " + failed_line(results))
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -40,5 +40,5 @@ if_log "JupyterLab starts and answers"
 if_log "notebooks (run: true)"
 (cd "$repo" && if_as_user "$IF_SERVER/bin/python" "$IF_DIR/files/if_run_notebooks.py" "$IF_CONFIG" "$repo" \
     "$kernel_name" "$results/notebooks.json") ||
-    if_die "a notebook failed (see above: notebook and cell)"
+    if_die "a notebook failed: $("$IF_SERVER/bin/python" "$IF_DIR/files/if_run_notebooks.py" --failed "$results/notebooks.json")"
 if_log "smoke test passed"

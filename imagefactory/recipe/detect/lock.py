@@ -51,7 +51,8 @@ def detect(tree: RepoTree) -> Detection:
                 continue
             chosen = rel
             pins = _pins(tree, rel)
-            used.append(Finding(rel, "lock", f"{LOCKS[name]}; {len(pins)} locked packages"))
+            count = f"{len(pins)} locked package" + ("" if len(pins) == 1 else "s")
+            used.append(Finding(rel, "lock", f"{LOCKS[name]}; {count} (dev groups not installed)"))
         ignored += [Finding(join(place, n), "lock", why) for n, why in NOT_USED.items() if tree.has(join(place, n))]
     return Detection(used=tuple(used), ignored=tuple(ignored), pins=pins[:MAX_PINS],
                      environment=Environment(pipfile=chosen))
@@ -68,18 +69,53 @@ def _why_not(tree: RepoTree, place: str, chosen: str | None) -> str:
 
 
 def _pins(tree: RepoTree, rel: str) -> tuple[Pin, ...]:
+    """The packages the build installs from the lock, at their locked versions: not the project's own,
+    not its dev groups (the build exports without them)."""
     try:
         data = load_toml(tree.read_text(rel), rel)
     except RecipeError:
         return ()  # a lock the factory cannot read still installs (the build reads it); no pins to infer from
+    packages = [p for p in data.get("package") or () if isinstance(p, dict)]
+    installed = _uv_main(packages) if rel.endswith("uv.lock") else None
     pins: list[Pin] = []
-    for package in data.get("package") or ():
-        if not isinstance(package, dict) or _local(package):
-            continue
+    for package in packages:
         name, version = package.get("name"), package.get("version")
-        if isinstance(name, str) and isinstance(version, str):
+        if not isinstance(name, str) or not isinstance(version, str) or _local(package):
+            continue
+        if (canonicalize_name(name) in installed) if installed is not None else _main_group(package):
             pins.append(Pin(canonicalize_name(name), version, rel))
     return tuple(pins)
+
+
+def _main_group(package: dict[str, Any]) -> bool:
+    """poetry.lock (groups, or category before Poetry 1.2) and pdm.lock (groups): in the main/default group."""
+    groups = package.get("groups")
+    if isinstance(groups, list):
+        return bool({"main", "default"} & set(groups))
+    return package.get("category", "main") == "main"
+
+
+def _uv_main(packages: list[dict[str, Any]]) -> set[str]:
+    """The names uv.lock's main dependencies reach from the local packages (the project and its path
+    dependencies), each with the extras asked of it; dev-dependencies are not followed."""
+    by_name = {canonicalize_name(p["name"]): p for p in packages if isinstance(p.get("name"), str)}
+    todo = [(canonicalize_name(p["name"]), ()) for p in packages if _local(p) and isinstance(p.get("name"), str)]
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    while todo:
+        name, extras = todo.pop()
+        package = by_name.get(name)
+        if package is None or (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        deps = list(package.get("dependencies") or ())
+        optional = package.get("optional-dependencies") or {}
+        for extra in extras:
+            deps += optional.get(extra) or () if isinstance(optional, dict) else ()
+        for dep in deps:
+            if isinstance(dep, dict) and isinstance(dep.get("name"), str):
+                asked = dep.get("extra") or ()
+                todo.append((canonicalize_name(dep["name"]), tuple(sorted(str(e) for e in asked))))
+    return {name for name, _ in seen}
 
 
 def _local(package: dict[str, Any]) -> bool:
