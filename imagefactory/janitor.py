@@ -86,7 +86,7 @@ class Snapshot:
 @dataclass(frozen=True)
 class RegionScan:
     """What one region holds: all instances (not terminated), key pairs and security groups; the images and
-    snapshots this account owns with the factory's tag; volume sizes by id (for an instance's disks)."""
+    snapshots this account owns with the factory's tag; volume types and sizes by id (for an instance's disks)."""
 
     region: str
     instances: tuple[Instance, ...] = ()
@@ -94,7 +94,7 @@ class RegionScan:
     groups: tuple[Group, ...] = ()
     images: tuple[Image, ...] = ()
     snapshots: tuple[Snapshot, ...] = ()
-    volume_gib: dict[str, int] = field(default_factory=dict)
+    volumes: dict[str, tuple[str, int]] = field(default_factory=dict)         # volume -> (type, GiB)
     snapshot_users: dict[str, tuple[str, ...]] = field(default_factory=dict)  # snapshot -> every own AMI using it
 
 
@@ -206,16 +206,17 @@ def _snapshot_cost(ctx: Context, region: str, gib: float) -> tuple[float | None,
 
 
 def _instance_cost(ctx: Context, region: str, inst: Instance, scan: RegionScan) -> tuple[float | None, str]:
-    gib = sum(scan.volume_gib.get(v, 0) for v in inst.volume_ids)
-    disks = pricing.disk_month(ctx.prices, region, gib)
+    volumes = [scan.volumes[v] for v in inst.volume_ids if v in scan.volumes]
+    gib = sum(g for _, g in volumes)
+    disks = pricing.volumes_month(ctx.prices, region, volumes)
     if inst.state not in RUNNING_STATES:
         return disks, (f"{gib} GiB of disks (stopped)" if disks is not None else
                        f"unknown: no volume price for {region} in the bundled table")
     hourly = pricing.table_price(ctx.prices, region, inst.type)
-    if hourly is None or disks is None:
+    running = pricing.running_month(hourly)
+    if running is None or disks is None:
         return None, f"unknown: no price for {inst.type} or its disks in {region} in the bundled table"
-    total = round(hourly * pricing.HOURS_PER_MONTH + disks, 2)
-    return total, f"{inst.type} ${hourly}/h x {pricing.HOURS_PER_MONTH} h + {gib} GiB of disks"
+    return round(running + disks, 2), f"{inst.type} ${hourly}/h x {pricing.HOURS_PER_MONTH} h + {gib} GiB of disks"
 
 
 def _build_instances(scan: RegionScan, ctx: Context) -> tuple[list[Finding], list[Kept]]:

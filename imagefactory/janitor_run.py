@@ -2,7 +2,7 @@
 and with `delete` remove what was found.
 
 Observing: per region, instances (not terminated), key pairs, security groups, this account's AMIs and
-its snapshots tagged managed-by=imagefactory, and the sizes of build instances' volumes; a region that
+its snapshots tagged managed-by=imagefactory, and the types and sizes of build instances' volumes; a region that
 cannot be read is reported and the others go on. In the sandbox also what dead builds left on this
 machine and in the emulator (`imagefactory.sandbox.leftovers`, the finder `bake` and `sandbox.down` use)
 and unpacked instance disks whose instance the emulator no longer has.
@@ -74,9 +74,9 @@ def scan_region(target: Target, region: str) -> RegionScan:
                                     plan.tags_of(s))
                       for s in _pages(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=managed))
     build_disks = [v for i in instances if i.tags.get(plan.BUILD_ROLE[0]) == plan.BUILD_ROLE[1] for v in i.volume_ids]
-    sizes = {v["VolumeId"]: int(v.get("Size", 0))
+    disks = {v["VolumeId"]: (v.get("VolumeType", "standard"), int(v.get("Size", 0)))
              for v in (_pages(ec2, "describe_volumes", "Volumes", VolumeIds=build_disks) if build_disks else [])}
-    return RegionScan(region, instances, keys, groups, images, snapshots, sizes, users)
+    return RegionScan(region, instances, keys, groups, images, snapshots, disks, users)
 
 
 def default_regions(home: Home, target: Target) -> tuple[str, ...]:

@@ -51,7 +51,7 @@ def test_build_instances_older_than_an_hour_are_found_with_their_cost() -> None:
         _instance("i-stopped", BUILD, state="stopped"),
         _instance("i-launched", {**MANAGED, "imagefactory:image": "demo"}),        # a launched instance
         _instance("i-role-only", {"imagefactory:role": "build"}),                  # not the factory's tag
-        _instance("i-untagged", {})), volume_gib={"vol-i-old": 20, "vol-i-stopped": 10})
+        _instance("i-untagged", {})), volumes={"vol-i-old": ("gp3", 20), "vol-i-stopped": ("gp3", 10)})
     plan = j.plan_region(scan, _ctx())
     assert _ids(plan) == {"i-old": "build instance", "i-stopped": "build instance"}
     old = next(f for f in plan.findings if f.id == "i-old")
