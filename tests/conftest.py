@@ -52,6 +52,17 @@ def write_files(root: Path, files: dict[str, str]) -> None:
         path.write_text(text)
 
 
+def commit_repo(root: Path, files: dict[str, str], branch: str = "main") -> Path:
+    """A new git repo at `root` holding `files` in one commit (what `make_repo` makes; usable in
+    module-scoped fixtures)."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", branch)
+    write_files(root, files)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
 MakeRepo = Callable[..., Path]
 
 
@@ -60,13 +71,7 @@ def make_repo(tmp_path: Path) -> MakeRepo:
     """make_repo(files, name="demo", branch="main") -> path of a new git repo with one commit."""
 
     def make(files: dict[str, str], name: str = "demo", branch: str = "main") -> Path:
-        root = tmp_path / "repos" / name
-        root.mkdir(parents=True)
-        git(root, "init", "-q", "-b", branch)
-        write_files(root, files)
-        git(root, "add", "-A")
-        git(root, "commit", "-q", "-m", "initial")
-        return root
+        return commit_repo(tmp_path / "repos" / name, files, branch)
 
     return make
 

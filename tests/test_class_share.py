@@ -25,7 +25,7 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from conftest import git, new_home, packed_build, run_cli, stop_emulator, write_files
+from conftest import commit_repo, new_home, packed_build, run_cli, stop_emulator
 
 from imagefactory import catalog
 from imagefactory.classes import aws
@@ -53,12 +53,7 @@ LABEL = "Ada Lovelace <ada@example.org>"
 def baked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, str]]:
     """A home with one API-only sandbox bake of a tiny repo in us-west-2."""
     root = tmp_path_factory.mktemp("classes")
-    repo = root / "repos" / "hydro"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    write_files(repo, {"requirements.txt": "six==1.16.0\n", "a.py": "print(1)\n"})
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = commit_repo(root / "repos" / "hydro", {"requirements.txt": "six==1.16.0\n", "a.py": "print(1)\n"})
     h = new_home(root / "home")
     run_cli(h, "bake", "--api-only", "--repo", repo.as_uri(), "--regions", "us-west-2", check=True)
     yield h, "hydro"
@@ -500,12 +495,7 @@ def test_without_a_home_or_credentials_launch_says_what_the_sandbox_needs(tmp_pa
 
 
 def test_a_bake_with_image_kms_key_is_shared_without_a_copy(tmp_path: Path) -> None:
-    repo = tmp_path / "repos" / "keyed"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    write_files(repo, {"requirements.txt": "six==1.16.0\n"})
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = commit_repo(tmp_path / "repos" / "keyed", {"requirements.txt": "six==1.16.0\n"})
     h = new_home(tmp_path / "home")
     try:
         run_cli(h, "recipe", "--repo", repo.as_uri(), check=True)
