@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,6 +156,28 @@ def interrupt_at(argv: list[str], cwd: Path, env: dict[str, str], marker: str, s
             break
     _, err = proc.communicate(timeout=timeout)
     return proc.returncode, "".join(seen) + err
+
+
+def kill_bake_mid_provisioning(home: Home, repo: Path) -> Path:
+    """Start a provisioned sandbox bake of `repo` and SIGKILL the orchestrator only (no clean-up runs; Packer and
+    the build root are orphaned, as a crash leaves them) once Packer provisions over ssh; the build's directory."""
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()",
+            "bake", "--repo", repo.as_uri(), "--no-resolve", "--sandbox"]
+    bake = subprocess.Popen(argv, cwd=home.root, env=cli_env(home), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert bake.stdout is not None
+    seen, build_dir = [], None
+    for line in bake.stdout:  # until Packer's build instance is up and provisioning over ssh
+        seen.append(line)
+        if found := re.search(r"\(log: (.+)/packer\.log\)", line):
+            build_dir = Path(found.group(1))
+        if "Provisioning with shell script" in line:
+            break
+    assert build_dir is not None and bake.poll() is None, "".join(seen)
+    os.kill(bake.pid, signal.SIGKILL)
+    bake.wait(timeout=30)
+    bake.stdout.close()
+    return build_dir
 
 
 def run_cli(h: Home, *args: str, check: bool = False, timeout: float = 300,
