@@ -27,10 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from imagefactory import pricing
+from imagefactory.tags import BUILD_ID_TAG, BUILD_ROLE_TAG, MANAGED_TAG
 
-MANAGED = ("managed-by", "imagefactory")
-BUILD_ROLE = ("imagefactory:role", "build")   # imagefactory.render.BUILD_ROLE_TAG
-BUILD_ID_TAG = "imagefactory:build-id"
 PACKER_PREFIX = "packer_"
 GRACE_SECONDS = 3600.0
 LIVE_STATES = frozenset({"pending", "running", "stopping", "stopped", "shutting-down"})
@@ -162,7 +160,7 @@ def tags_of(item: dict[str, Any]) -> dict[str, str]:
 
 
 def managed(tags: dict[str, str]) -> bool:
-    return tags.get(MANAGED[0]) == MANAGED[1]
+    return tags.get(MANAGED_TAG[0]) == MANAGED_TAG[1]
 
 
 def packer_named(name: str) -> bool:
@@ -222,7 +220,8 @@ def _instance_cost(ctx: Context, region: str, inst: Instance, scan: RegionScan) 
 def _build_instances(scan: RegionScan, ctx: Context) -> tuple[list[Finding], list[Kept]]:
     found, kept = [], []
     for inst in scan.instances:
-        if inst.state not in LIVE_STATES or not managed(inst.tags) or inst.tags.get(BUILD_ROLE[0]) != BUILD_ROLE[1]:
+        role = inst.tags.get(BUILD_ROLE_TAG[0])
+        if inst.state not in LIVE_STATES or not managed(inst.tags) or role != BUILD_ROLE_TAG[1]:
             continue
         age = _age(ctx, inst.launched)
         build = inst.tags.get(BUILD_ID_TAG, "")
@@ -275,8 +274,8 @@ def _images(scan: RegionScan, ctx: Context) -> tuple[list[Finding], list[Kept]]:
             mine = tuple(s for s in image.snapshot_ids if scan.snapshot_users.get(s, (image.id,)) == (image.id,))
             monthly, cost = _snapshot_cost(ctx, scan.region, sum(sizes.get(s, 0) for s in mine))
             found.append(Finding("image", scan.region, image.id, image.name,
-                                 f"tagged {MANAGED[0]}={MANAGED[1]} (build {build or '?'}), recorded by no build "
-                                 "in the catalog", age, monthly, cost, image.tags, mine))
+                                 f"tagged {MANAGED_TAG[0]}={MANAGED_TAG[1]} (build {build or '?'}), "
+                                 "recorded by no build in the catalog", age, monthly, cost, image.tags, mine))
     return found, kept
 
 
@@ -291,8 +290,9 @@ def _snapshots(scan: RegionScan, ctx: Context) -> tuple[list[Finding], list[Kept
         else:
             monthly, cost = _snapshot_cost(ctx, scan.region, snap.size_gib)
             found.append(Finding("snapshot", scan.region, snap.id, snap.tags.get("Name", ""),
-                                 f"tagged {MANAGED[0]}={MANAGED[1]} (build {snap.tags.get(BUILD_ID_TAG) or '?'}), "
-                                 "used by no AMI", age, monthly, cost, snap.tags))
+                                 f"tagged {MANAGED_TAG[0]}={MANAGED_TAG[1]} "
+                                 f"(build {snap.tags.get(BUILD_ID_TAG) or '?'}), used by no AMI",
+                                 age, monthly, cost, snap.tags))
     return found, kept
 
 

@@ -27,6 +27,7 @@ from imagefactory.home import Home
 from imagefactory.janitor import Finding, RegionPlan, RegionScan
 from imagefactory.result import Result
 from imagefactory.sandbox.host import Progress
+from imagefactory.tags import BUILD_ROLE_TAG, MANAGED_TAG
 from imagefactory.waiting import WaitTimeout, wait_for
 
 TERMINATE_TIMEOUT = 600.0  # seconds for terminated instances to let go of their security groups
@@ -49,7 +50,7 @@ def _when(value: Any) -> datetime | None:
 def scan_region(target: Target, region: str) -> RegionScan:
     """What one region holds (see the module's docstring)."""
     ec2 = target.client("ec2", region)
-    managed = [{"Name": f"tag:{plan.MANAGED[0]}", "Values": [plan.MANAGED[1]]}]
+    managed = [{"Name": f"tag:{MANAGED_TAG[0]}", "Values": [MANAGED_TAG[1]]}]
     live = [{"Name": "instance-state-name", "Values": sorted(plan.LIVE_STATES)}]
     instances = tuple(plan.Instance(
         i["InstanceId"], i["State"]["Name"], i.get("InstanceType", ""), _when(i.get("LaunchTime")), i.get("KeyName"),
@@ -73,7 +74,7 @@ def scan_region(target: Target, region: str) -> RegionScan:
     snapshots = tuple(plan.Snapshot(s["SnapshotId"], int(s.get("VolumeSize", 0)), _when(s.get("StartTime")),
                                     plan.tags_of(s))
                       for s in _pages(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=managed))
-    build_disks = [v for i in instances if i.tags.get(plan.BUILD_ROLE[0]) == plan.BUILD_ROLE[1] for v in i.volume_ids]
+    build_disks = [v for i in instances if i.tags.get(BUILD_ROLE_TAG[0]) == BUILD_ROLE_TAG[1] for v in i.volume_ids]
     disks = {v["VolumeId"]: (v.get("VolumeType", "standard"), int(v.get("Size", 0)))
              for v in (_pages(ec2, "describe_volumes", "Volumes", VolumeIds=build_disks) if build_disks else [])}
     return RegionScan(region, instances, keys, groups, images, snapshots, disks, users)
@@ -192,7 +193,7 @@ def _allowed(item: Finding) -> bool:
     if item.kind in ("key pair", "security group"):
         return plan.packer_named(item.name)
     if item.kind == "build instance":
-        return plan.managed(item.tags) and item.tags.get(plan.BUILD_ROLE[0]) == plan.BUILD_ROLE[1]
+        return plan.managed(item.tags) and item.tags.get(BUILD_ROLE_TAG[0]) == BUILD_ROLE_TAG[1]
     return item.kind in ("image", "snapshot") and plan.managed(item.tags)
 
 

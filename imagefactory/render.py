@@ -24,12 +24,12 @@ from imagefactory.errors import RenderError
 from imagefactory.packer import Capabilities
 from imagefactory.provision import Provisioners
 from imagefactory.recipe.model import Recipe
+from imagefactory.tags import BUILD_ID_TAG, BUILD_ROLE_TAG, JUPYTER_PORT_TAG, LOGIN_USER_TAG, MANAGED_TAG
 
 VAR_FILE = "imagefactory.pkrvars.json"
 TEMPLATES = ("versions", "variables", "source", "build")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TAG_VALUE_MAX = 256
-BUILD_ROLE_TAG = ("imagefactory:role", "build")  # on Packer's build instance and its volume, never on launched ones
 NO_PROVISIONERS = Provisioners()  # an API-only build: communicator none, nothing runs
 
 
@@ -85,12 +85,12 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
         "imagefactory:ref": recipe.source.ref or "",
         "imagefactory:commit": recipe.source.commit,
         "imagefactory:recipe-digest": recipe.digest(),
-        "imagefactory:build-id": build_id,
+        BUILD_ID_TAG: build_id,
         "imagefactory:factory-version": factory_version,
         "imagefactory:target": target,
-        "imagefactory:login-user": recipe.image.login_user,   # read by `launch --ami` (owner account only:
-        "imagefactory:jupyter-port": str(recipe.jupyter.port),  # a shared AMI shows no tags to others)
-        "managed-by": "imagefactory",
+        LOGIN_USER_TAG: recipe.image.login_user,  # read by `launch --ami` (owner account only:
+        JUPYTER_PORT_TAG: str(recipe.jupyter.port),  # a shared AMI shows no tags to others)
+        MANAGED_TAG[0]: MANAGED_TAG[1],
     })
     for key, value in tags.items():
         packer_safe(f"tag {key!r}", key)
@@ -126,8 +126,8 @@ def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: 
         "build_id": build_id,
         "regions": list(recipe.image.regions),
         "tags": tags,
-        "run_tags": {"Name": f"imagefactory build {build_id}", "managed-by": "imagefactory",  # Packer's build
-                     "imagefactory:build-id": build_id, BUILD_ROLE_TAG[0]: BUILD_ROLE_TAG[1]},  # instance, its disk
+        "run_tags": {"Name": f"imagefactory build {build_id}", MANAGED_TAG[0]: MANAGED_TAG[1],  # Packer's build
+                     BUILD_ID_TAG: build_id, BUILD_ROLE_TAG[0]: BUILD_ROLE_TAG[1]},  # instance, its disk
         "instance_type": recipe.image.build_instance_type,
         "volume_size": recipe.image.volume_gb,
         "ssh_username": recipe.image.login_user,

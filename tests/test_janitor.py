@@ -8,7 +8,6 @@ import pytest
 
 from imagefactory import janitor as j
 from imagefactory.pricing import load_table
-from imagefactory.render import BUILD_ROLE_TAG
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(hours=3)
@@ -39,10 +38,6 @@ def _ids(plan: j.RegionPlan) -> dict[str, str]:
 
 def _kept(plan: j.RegionPlan) -> dict[str, str]:
     return {k.id: k.reason for k in plan.kept}
-
-
-def test_build_role_tag_is_the_one_render_puts_on_build_instances() -> None:
-    assert BUILD_ROLE_TAG == j.BUILD_ROLE
 
 
 def test_build_instances_older_than_an_hour_are_found_with_their_cost() -> None:
