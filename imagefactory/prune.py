@@ -28,6 +28,7 @@ from imagefactory.home import Home
 from imagefactory.recipe.model import Lifecycle
 from imagefactory.recipe.recipefile import load_recipe
 from imagefactory.retention import ImagePlan, Protections, RegionStep, Rules
+from imagefactory.tags import BUILD_ID_TAG
 
 Progress = Callable[[str], None]
 
@@ -194,7 +195,7 @@ def _deregistered(image: str, build: str, step: RegionStep, now: datetime, left:
 
 def _tagged_snapshots(ec2: Any, build: str) -> tuple[str, ...]:
     """The build's snapshots in this region by its tag (an AMI found gone: a run that stopped after deregistering)."""
-    got = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag:imagefactory:build-id", "Values": [build]}])
+    got = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": f"tag:{BUILD_ID_TAG}", "Values": [build]}])
     return tuple(s["SnapshotId"] for s in got["Snapshots"])
 
 
