@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from imagefactory import catalog
+from imagefactory import catalog, timestamps
 from imagefactory import janitor as plan
 from imagefactory.cloud.target import Target, check_regions
 from imagefactory.errors import FactoryError
@@ -43,7 +43,7 @@ def _when(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str) and value:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return timestamps.parse(value)
     return None
 
 

@@ -13,12 +13,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from imagefactory import timestamps
 from imagefactory.base_images import BASES
 from imagefactory.errors import RenderError
 from imagefactory.packer import Capabilities
@@ -103,8 +104,7 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
 def deprecation_time(recipe: Recipe, started: datetime) -> str:
     """When the build's AMIs are to be deprecated (Packer's `deprecate_at`, RFC 3339 UTC): the bake's start
     plus the recipe's `lifecycle.deprecate_after_days`."""
-    when = started.astimezone(UTC) + timedelta(days=recipe.lifecycle.deprecate_after_days)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamps.stamp(started + timedelta(days=recipe.lifecycle.deprecate_after_days))
 
 
 def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: str, endpoint: str | None,
