@@ -21,6 +21,7 @@ from typing import Any
 
 from imagefactory import catalog, timestamps
 from imagefactory import janitor as plan
+from imagefactory.cloud.image_usage import listed
 from imagefactory.cloud.target import Target, check_regions
 from imagefactory.errors import FactoryError
 from imagefactory.home import Home
@@ -33,10 +34,6 @@ from imagefactory.waiting import WaitTimeout, wait_for
 TERMINATE_TIMEOUT = 600.0  # seconds for terminated instances to let go of their security groups
 LEFTOVER_KINDS = {"instance": "build instance"}   # leftovers' kinds, as the janitor names them
 Ask = Callable[[str], None]  # asks before removing; raises to stop
-
-
-def _pages(ec2: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    return [item for page in ec2.get_paginator(operation).paginate(**kwargs) for item in page[key]]
 
 
 def _when(value: Any) -> datetime | None:
@@ -56,11 +53,11 @@ def scan_region(target: Target, region: str) -> RegionScan:
         i["InstanceId"], i["State"]["Name"], i.get("InstanceType", ""), _when(i.get("LaunchTime")), i.get("KeyName"),
         tuple(g["GroupId"] for g in i.get("SecurityGroups", [])), i.get("ImageId", ""),
         tuple(m["Ebs"]["VolumeId"] for m in i.get("BlockDeviceMappings", []) if "Ebs" in m), plan.tags_of(i))
-        for r in _pages(ec2, "describe_instances", "Reservations", Filters=live) for i in r["Instances"])
+        for r in listed(ec2, "describe_instances", "Reservations", Filters=live) for i in r["Instances"])
     keys = tuple(plan.KeyPair(k["KeyName"], _when(k.get("CreateTime")), plan.tags_of(k))
                  for k in ec2.describe_key_pairs()["KeyPairs"])
     groups = tuple(plan.Group(g["GroupId"], g["GroupName"], plan.tags_of(g))
-                   for g in _pages(ec2, "describe_security_groups", "SecurityGroups"))
+                   for g in listed(ec2, "describe_security_groups", "SecurityGroups"))
     own = ec2.describe_images(Owners=["self"])["Images"]
     users: dict[str, tuple[str, ...]] = {}
     for image in own:
@@ -73,10 +70,10 @@ def scan_region(target: Target, region: str) -> RegionScan:
                    for i in own if plan.managed(plan.tags_of(i)))
     snapshots = tuple(plan.Snapshot(s["SnapshotId"], int(s.get("VolumeSize", 0)), _when(s.get("StartTime")),
                                     plan.tags_of(s))
-                      for s in _pages(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=managed))
+                      for s in listed(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=managed))
     build_disks = [v for i in instances if i.tags.get(BUILD_ROLE_TAG[0]) == BUILD_ROLE_TAG[1] for v in i.volume_ids]
     disks = {v["VolumeId"]: (v.get("VolumeType", "standard"), int(v.get("Size", 0)))
-             for v in (_pages(ec2, "describe_volumes", "Volumes", VolumeIds=build_disks) if build_disks else [])}
+             for v in (listed(ec2, "describe_volumes", "Volumes", VolumeIds=build_disks) if build_disks else [])}
     return RegionScan(region, instances, keys, groups, images, snapshots, disks, users)
 
 
