@@ -158,6 +158,21 @@ def interrupt_at(argv: list[str], cwd: Path, env: dict[str, str], marker: str, s
     return proc.returncode, "".join(seen) + err
 
 
+def sandbox_client(endpoint: str, service: str = "ec2", region: str = "us-west-2",
+                   creds: dict[str, str] | None = None) -> Any:
+    """A real boto3 client against the emulator at `endpoint`: the owner account's (the sandbox credentials), or
+    with `creds` (AWS_* variables, e.g. a student's assumed role) someone else's."""
+    import boto3
+
+    from imagefactory.sandbox.emulator import sandbox_credentials
+
+    creds = creds or sandbox_credentials()
+    return boto3.client(service, region_name=region, endpoint_url=endpoint,
+                        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+                        aws_session_token=creds.get("AWS_SESSION_TOKEN"))
+
+
 def kill_bake_mid_provisioning(home: Home, repo: Path) -> Path:
     """Start a provisioned sandbox bake of `repo` and SIGKILL the orchestrator only (no clean-up runs; Packer and
     the build root are orphaned, as a crash leaves them) once Packer provisions over ssh; the build's directory."""

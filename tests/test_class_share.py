@@ -25,7 +25,7 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from conftest import commit_repo, new_home, packed_build, run_cli, stop_emulator
+from conftest import commit_repo, new_home, packed_build, run_cli, sandbox_client, stop_emulator
 
 from imagefactory import catalog
 from imagefactory.classes import aws
@@ -335,9 +335,7 @@ def assumed(h: Home, account: str) -> dict[str, str]:
 
 
 def student_instances(endpoint: str, creds: dict[str, str]) -> list[dict[str, Any]]:
-    ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=endpoint, aws_access_key_id=creds[
-        "AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=creds["AWS_SESSION_TOKEN"])
+    ec2 = sandbox_client(endpoint, creds=creds)
     return [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
 
 
@@ -427,9 +425,7 @@ def test_a_student_launches_the_shared_lab_and_connects_through_the_tunnel(examp
         (inst,) = student_instances(endpoint, creds)
         assert (inst["InstanceId"], inst["ImageId"], inst["State"]["Name"]) == (iid, ami, "running")
         assert inst["MetadataOptions"]["HttpTokens"] == "required"
-        ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=endpoint, aws_access_key_id=creds[
-            "AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=creds["AWS_SESSION_TOKEN"])
+        ec2 = sandbox_client(endpoint, creds=creds)
         volume = ec2.describe_volumes(VolumeIds=[inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]])["Volumes"][0]
         assert volume["Encrypted"] is True
         shutdown = ec2.describe_instance_attribute(InstanceId=iid, Attribute="instanceInitiatedShutdownBehavior")

@@ -3,13 +3,12 @@ next bake names it with the command that removes it, and `sandbox.down --force` 
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from conftest import MakeRepo, kill_bake_mid_provisioning, run_cli
+from conftest import MakeRepo, kill_bake_mid_provisioning, run_cli, sandbox_client
 
 from imagefactory.home import Home
 from imagefactory.sandbox import leftovers
-from imagefactory.sandbox.emulator import ensure_up, sandbox_credentials
+from imagefactory.sandbox.emulator import ensure_up
 from imagefactory.sandbox.host import sandbox_supported
 
 pytestmark = pytest.mark.network  # a provisioned bake: apt and uv reach the package indexes before it is killed
@@ -39,10 +38,7 @@ def test_a_killed_bake_leaves_nothing_that_cannot_be_found_and_removed(home: Hom
     assert not (build_dir / "rootfs").exists()
     assert not list(home.builds_dir("sandbox").glob("*/*/rootfs"))
     info = ensure_up(home.emulator_dir)  # the emulator restarts from its saved state: nothing of the build is back
-    creds = sandbox_credentials()
-    ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=info.endpoint,
-                       aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-                       aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+    ec2 = sandbox_client(info.endpoint)
     assert [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]] == []
     groups = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
     assert not [g for g in groups if g.startswith("packer_")]
