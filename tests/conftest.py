@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -26,16 +27,17 @@ DHSVM_PINS = ("matplotlib==3.1.3\nnumpy==1.18.1\ngraphviz==0.13.2\nscikit-learn=
               "SQLAlchemy==1.3.13\nipython==7.12.0\npandas==1.0.1\n")
 
 
-def _load_simple_api_server() -> Any:
-    """tests/data/simple_api/server.py: a local index replaying recorded PEP 691 answers."""
-    spec = importlib.util.spec_from_file_location("simple_api_server", SIMPLE_API / "server.py")
+def load_module(name: str, path: Path) -> ModuleType:
+    """The Python file at `path` (not on sys.path: packer/files' helpers, the test index server) as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-simple_api_server = _load_simple_api_server()
+# tests/data/simple_api/server.py: a local index replaying recorded PEP 691 answers
+simple_api_server = load_module("simple_api_server", SIMPLE_API / "server.py")
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_CONFIG_NOSYSTEM": "1"}
 
