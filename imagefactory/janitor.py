@@ -27,9 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from imagefactory import pricing
-from imagefactory.tags import BUILD_ID_TAG, BUILD_ROLE_TAG, MANAGED_TAG
+from imagefactory.tags import BUILD_ID_TAG, BUILD_ROLE_TAG, MANAGED_TAG, PACKER_PREFIX
 
-PACKER_PREFIX = "packer_"
 GRACE_SECONDS = 3600.0
 LIVE_STATES = frozenset({"pending", "running", "stopping", "stopped", "shutting-down"})
 RUNNING_STATES = frozenset({"pending", "running"})

@@ -1,4 +1,5 @@
-"""The names of the tags the factory puts on what it makes in the cloud: each spelled here once."""
+"""How what the factory makes in the cloud is recognised: the names of the tags it puts on it, and the prefix of
+the names Packer gives its temporary key pairs and security groups; each spelled here once."""
 
 from __future__ import annotations
 
@@ -7,3 +8,4 @@ BUILD_ID_TAG = "imagefactory:build-id"           # the build an AMI, its snapsho
 BUILD_ROLE_TAG = ("imagefactory:role", "build")  # on Packer's build instance and its volume, never on launched ones
 LOGIN_USER_TAG = "imagefactory:login-user"       # read by `launch --ami` (owner account only)
 JUPYTER_PORT_TAG = "imagefactory:jupyter-port"
+PACKER_PREFIX = "packer_"                        # Packer's temporary key pair and security group: packer_<uuid>

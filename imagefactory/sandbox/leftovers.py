@@ -30,10 +30,10 @@ from imagefactory.sandbox import emulator, instances, teardown
 from imagefactory.sandbox.buildroot import OWNER_FILE, owner_alive
 from imagefactory.sandbox.host import Progress
 from imagefactory.sandbox.teardown import end, kill_processes, naming, processes_in, remove_tree
+from imagefactory.tags import PACKER_PREFIX
 
 CLOUD_FILE = "cloud.json"
 BUILD_KEY_PREFIX = "imagefactory-build-"
-PACKER_PREFIX = "packer_"
 REMOVE_COMMAND = "invoke sandbox.down --force"
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
