@@ -25,6 +25,7 @@ from imagefactory.cloud.target import SANDBOX_NOTICE, Target, choose_target, ope
 from imagefactory.errors import CloudError, HomeNotFound
 from imagefactory.home import Home, find_home
 from imagefactory.result import Result
+from imagefactory.tags import BUILD_ID_TAG, LOGIN_USER_TAG
 from imagefactory.tunnel import Endpoint, Tunnel, open_tunnel, ssh_argv
 from imagefactory.waiting import WaitTimeout, wait_for
 
@@ -45,7 +46,7 @@ def endpoint(home: Home | None, target: Target, region: str, instance: dict[str,
     key = Path.home() / ".ssh" / tags.get("imagefactory:key-file", f"{instance.get('KeyName')}.pem")
     if not key.exists():
         raise CloudError(f"the private key for {iid} is not at {key}", "connect from the machine that launched it")
-    user = tags.get("imagefactory:login-user", "ubuntu")
+    user = tags.get(LOGIN_USER_TAG, "ubuntu")
     if not target.sandbox:
         return Endpoint(iid, region, instance.get("PublicIpAddress", ""), ec2.SSH_PORT, user, key, None)
     from imagefactory.sandbox import instances as local
@@ -183,7 +184,7 @@ def rows(home: Home | None, target: Target, region: str | None = None) -> list[d
         uptime = (now - inst["LaunchTime"]).total_seconds() if state == "running" else 0.0
         hourly = price_of(where, inst["InstanceType"], spot).hourly(spot)
         out.append({"id": inst["InstanceId"], "image": tags.get("imagefactory:image", "-"),
-                    "build_id": tags.get("imagefactory:build-id"), "type": inst["InstanceType"], "state": state,
+                    "build_id": tags.get(BUILD_ID_TAG), "type": inst["InstanceType"], "state": state,
                     "spot": spot, "region": where, "uptime_seconds": round(uptime),
                     "hourly_usd": hourly, "cost_usd": pricing.cost_so_far(hourly, uptime), "target": target.kind})
     return out

@@ -82,27 +82,18 @@ def _snapshot_cost(table: dict[str, Any], image: str, region: str, item: str, gi
     return Cost(image, region, item, gib, monthly, pricing.storage_source(table) if monthly is not None else "unknown")
 
 
-def _volumes_cost(table: dict[str, Any], volumes: list[tuple[str, int]], region: str) -> float | None:
-    """gp3 volumes from the table; any other type is unknown (the factory launches gp3)."""
-    if any(kind != "gp3" for kind, _ in volumes):
-        return None
-    costs = [pricing.disk_month(table, region, gib) for _, gib in volumes]
-    return None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 2)
-
-
 def _instance_costs(target: Target, table: dict[str, Any], ec2: Any, image: str, region: str,
                     inst: dict[str, Any]) -> list[Cost]:
     volumes = image_usage.volume_sizes(ec2, inst)
     gib = sum(g for _, g in volumes)
     state, kind = inst["State"]["Name"], inst.get("InstanceType", "?")
-    out = [Cost(image, region, f"{inst['InstanceId']} {state}: its volumes", gib, _volumes_cost(table, volumes, region),
-                pricing.storage_source(table))]
+    out = [Cost(image, region, f"{inst['InstanceId']} {state}: its volumes", gib,
+                pricing.volumes_month(table, region, volumes), pricing.storage_source(table))]
     if state != "stopped":
         price = pricing.price(target, region, kind, spot=inst.get("InstanceLifecycle") == "spot")
         hourly = price.hourly(inst.get("InstanceLifecycle") == "spot")
-        monthly = round(hourly * pricing.HOURS_PER_MONTH, 2) if hourly is not None else None
         out.insert(0, Cost(image, region, f"{inst['InstanceId']} {state} {kind} (x {pricing.HOURS_PER_MONTH} h)",
-                           None, monthly, price.source))
+                           None, pricing.running_month(hourly), price.source))
     return out
 
 

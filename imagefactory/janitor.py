@@ -27,11 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from imagefactory import pricing
+from imagefactory.tags import BUILD_ID_TAG, BUILD_ROLE_TAG, MANAGED_TAG, PACKER_PREFIX
 
-MANAGED = ("managed-by", "imagefactory")
-BUILD_ROLE = ("imagefactory:role", "build")   # imagefactory.render.BUILD_ROLE_TAG
-BUILD_ID_TAG = "imagefactory:build-id"
-PACKER_PREFIX = "packer_"
 GRACE_SECONDS = 3600.0
 LIVE_STATES = frozenset({"pending", "running", "stopping", "stopped", "shutting-down"})
 RUNNING_STATES = frozenset({"pending", "running"})
@@ -86,7 +83,7 @@ class Snapshot:
 @dataclass(frozen=True)
 class RegionScan:
     """What one region holds: all instances (not terminated), key pairs and security groups; the images and
-    snapshots this account owns with the factory's tag; volume sizes by id (for an instance's disks)."""
+    snapshots this account owns with the factory's tag; volume types and sizes by id (for an instance's disks)."""
 
     region: str
     instances: tuple[Instance, ...] = ()
@@ -94,7 +91,7 @@ class RegionScan:
     groups: tuple[Group, ...] = ()
     images: tuple[Image, ...] = ()
     snapshots: tuple[Snapshot, ...] = ()
-    volume_gib: dict[str, int] = field(default_factory=dict)
+    volumes: dict[str, tuple[str, int]] = field(default_factory=dict)         # volume -> (type, GiB)
     snapshot_users: dict[str, tuple[str, ...]] = field(default_factory=dict)  # snapshot -> every own AMI using it
 
 
@@ -162,7 +159,7 @@ def tags_of(item: dict[str, Any]) -> dict[str, str]:
 
 
 def managed(tags: dict[str, str]) -> bool:
-    return tags.get(MANAGED[0]) == MANAGED[1]
+    return tags.get(MANAGED_TAG[0]) == MANAGED_TAG[1]
 
 
 def packer_named(name: str) -> bool:
@@ -206,22 +203,24 @@ def _snapshot_cost(ctx: Context, region: str, gib: float) -> tuple[float | None,
 
 
 def _instance_cost(ctx: Context, region: str, inst: Instance, scan: RegionScan) -> tuple[float | None, str]:
-    gib = sum(scan.volume_gib.get(v, 0) for v in inst.volume_ids)
-    disks = pricing.disk_month(ctx.prices, region, gib)
+    volumes = [scan.volumes[v] for v in inst.volume_ids if v in scan.volumes]
+    gib = sum(g for _, g in volumes)
+    disks = pricing.volumes_month(ctx.prices, region, volumes)
     if inst.state not in RUNNING_STATES:
         return disks, (f"{gib} GiB of disks (stopped)" if disks is not None else
                        f"unknown: no volume price for {region} in the bundled table")
     hourly = pricing.table_price(ctx.prices, region, inst.type)
-    if hourly is None or disks is None:
+    running = pricing.running_month(hourly)
+    if running is None or disks is None:
         return None, f"unknown: no price for {inst.type} or its disks in {region} in the bundled table"
-    total = round(hourly * pricing.HOURS_PER_MONTH + disks, 2)
-    return total, f"{inst.type} ${hourly}/h x {pricing.HOURS_PER_MONTH} h + {gib} GiB of disks"
+    return round(running + disks, 2), f"{inst.type} ${hourly}/h x {pricing.HOURS_PER_MONTH} h + {gib} GiB of disks"
 
 
 def _build_instances(scan: RegionScan, ctx: Context) -> tuple[list[Finding], list[Kept]]:
     found, kept = [], []
     for inst in scan.instances:
-        if inst.state not in LIVE_STATES or not managed(inst.tags) or inst.tags.get(BUILD_ROLE[0]) != BUILD_ROLE[1]:
+        role = inst.tags.get(BUILD_ROLE_TAG[0])
+        if inst.state not in LIVE_STATES or not managed(inst.tags) or role != BUILD_ROLE_TAG[1]:
             continue
         age = _age(ctx, inst.launched)
         build = inst.tags.get(BUILD_ID_TAG, "")
@@ -274,8 +273,8 @@ def _images(scan: RegionScan, ctx: Context) -> tuple[list[Finding], list[Kept]]:
             mine = tuple(s for s in image.snapshot_ids if scan.snapshot_users.get(s, (image.id,)) == (image.id,))
             monthly, cost = _snapshot_cost(ctx, scan.region, sum(sizes.get(s, 0) for s in mine))
             found.append(Finding("image", scan.region, image.id, image.name,
-                                 f"tagged {MANAGED[0]}={MANAGED[1]} (build {build or '?'}), recorded by no build "
-                                 "in the catalog", age, monthly, cost, image.tags, mine))
+                                 f"tagged {MANAGED_TAG[0]}={MANAGED_TAG[1]} (build {build or '?'}), "
+                                 "recorded by no build in the catalog", age, monthly, cost, image.tags, mine))
     return found, kept
 
 
@@ -290,8 +289,9 @@ def _snapshots(scan: RegionScan, ctx: Context) -> tuple[list[Finding], list[Kept
         else:
             monthly, cost = _snapshot_cost(ctx, scan.region, snap.size_gib)
             found.append(Finding("snapshot", scan.region, snap.id, snap.tags.get("Name", ""),
-                                 f"tagged {MANAGED[0]}={MANAGED[1]} (build {snap.tags.get(BUILD_ID_TAG) or '?'}), "
-                                 "used by no AMI", age, monthly, cost, snap.tags))
+                                 f"tagged {MANAGED_TAG[0]}={MANAGED_TAG[1]} "
+                                 f"(build {snap.tags.get(BUILD_ID_TAG) or '?'}), used by no AMI",
+                                 age, monthly, cost, snap.tags))
     return found, kept
 
 

@@ -2,7 +2,7 @@
 and with `delete` remove what was found.
 
 Observing: per region, instances (not terminated), key pairs, security groups, this account's AMIs and
-its snapshots tagged managed-by=imagefactory, and the sizes of build instances' volumes; a region that
+its snapshots tagged managed-by=imagefactory, and the types and sizes of build instances' volumes; a region that
 cannot be read is reported and the others go on. In the sandbox also what dead builds left on this
 machine and in the emulator (`imagefactory.sandbox.leftovers`, the finder `bake` and `sandbox.down` use)
 and unpacked instance disks whose instance the emulator no longer has.
@@ -19,14 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from imagefactory import catalog
+from imagefactory import catalog, timestamps
 from imagefactory import janitor as plan
+from imagefactory.cloud.image_usage import listed
 from imagefactory.cloud.target import Target, check_regions
 from imagefactory.errors import FactoryError
 from imagefactory.home import Home
 from imagefactory.janitor import Finding, RegionPlan, RegionScan
 from imagefactory.result import Result
 from imagefactory.sandbox.host import Progress
+from imagefactory.tags import BUILD_ROLE_TAG, MANAGED_TAG
 from imagefactory.waiting import WaitTimeout, wait_for
 
 TERMINATE_TIMEOUT = 600.0  # seconds for terminated instances to let go of their security groups
@@ -34,32 +36,28 @@ LEFTOVER_KINDS = {"instance": "build instance"}   # leftovers' kinds, as the jan
 Ask = Callable[[str], None]  # asks before removing; raises to stop
 
 
-def _pages(ec2: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    return [item for page in ec2.get_paginator(operation).paginate(**kwargs) for item in page[key]]
-
-
 def _when(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str) and value:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return timestamps.parse(value)
     return None
 
 
 def scan_region(target: Target, region: str) -> RegionScan:
     """What one region holds (see the module's docstring)."""
     ec2 = target.client("ec2", region)
-    managed = [{"Name": f"tag:{plan.MANAGED[0]}", "Values": [plan.MANAGED[1]]}]
+    managed = [{"Name": f"tag:{MANAGED_TAG[0]}", "Values": [MANAGED_TAG[1]]}]
     live = [{"Name": "instance-state-name", "Values": sorted(plan.LIVE_STATES)}]
     instances = tuple(plan.Instance(
         i["InstanceId"], i["State"]["Name"], i.get("InstanceType", ""), _when(i.get("LaunchTime")), i.get("KeyName"),
         tuple(g["GroupId"] for g in i.get("SecurityGroups", [])), i.get("ImageId", ""),
         tuple(m["Ebs"]["VolumeId"] for m in i.get("BlockDeviceMappings", []) if "Ebs" in m), plan.tags_of(i))
-        for r in _pages(ec2, "describe_instances", "Reservations", Filters=live) for i in r["Instances"])
+        for r in listed(ec2, "describe_instances", "Reservations", Filters=live) for i in r["Instances"])
     keys = tuple(plan.KeyPair(k["KeyName"], _when(k.get("CreateTime")), plan.tags_of(k))
                  for k in ec2.describe_key_pairs()["KeyPairs"])
     groups = tuple(plan.Group(g["GroupId"], g["GroupName"], plan.tags_of(g))
-                   for g in _pages(ec2, "describe_security_groups", "SecurityGroups"))
+                   for g in listed(ec2, "describe_security_groups", "SecurityGroups"))
     own = ec2.describe_images(Owners=["self"])["Images"]
     users: dict[str, tuple[str, ...]] = {}
     for image in own:
@@ -72,11 +70,11 @@ def scan_region(target: Target, region: str) -> RegionScan:
                    for i in own if plan.managed(plan.tags_of(i)))
     snapshots = tuple(plan.Snapshot(s["SnapshotId"], int(s.get("VolumeSize", 0)), _when(s.get("StartTime")),
                                     plan.tags_of(s))
-                      for s in _pages(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=managed))
-    build_disks = [v for i in instances if i.tags.get(plan.BUILD_ROLE[0]) == plan.BUILD_ROLE[1] for v in i.volume_ids]
-    sizes = {v["VolumeId"]: int(v.get("Size", 0))
-             for v in (_pages(ec2, "describe_volumes", "Volumes", VolumeIds=build_disks) if build_disks else [])}
-    return RegionScan(region, instances, keys, groups, images, snapshots, sizes, users)
+                      for s in listed(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=managed))
+    build_disks = [v for i in instances if i.tags.get(BUILD_ROLE_TAG[0]) == BUILD_ROLE_TAG[1] for v in i.volume_ids]
+    disks = {v["VolumeId"]: (v.get("VolumeType", "standard"), int(v.get("Size", 0)))
+             for v in (listed(ec2, "describe_volumes", "Volumes", VolumeIds=build_disks) if build_disks else [])}
+    return RegionScan(region, instances, keys, groups, images, snapshots, disks, users)
 
 
 def default_regions(home: Home, target: Target) -> tuple[str, ...]:
@@ -192,7 +190,7 @@ def _allowed(item: Finding) -> bool:
     if item.kind in ("key pair", "security group"):
         return plan.packer_named(item.name)
     if item.kind == "build instance":
-        return plan.managed(item.tags) and item.tags.get(plan.BUILD_ROLE[0]) == plan.BUILD_ROLE[1]
+        return plan.managed(item.tags) and item.tags.get(BUILD_ROLE_TAG[0]) == BUILD_ROLE_TAG[1]
     return item.kind in ("image", "snapshot") and plan.managed(item.tags)
 
 

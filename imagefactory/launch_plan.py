@@ -19,6 +19,9 @@ from imagefactory.catalog import Build, ImageEntry
 from imagefactory.cloud import access
 from imagefactory.cloud import instances as ec2
 from imagefactory.errors import CatalogError, CloudError, UsageError
+from imagefactory.tags import BUILD_ID_TAG
+from imagefactory.tags import JUPYTER_PORT_TAG as PORT_TAG  # the names launch_plan's readers know them by
+from imagefactory.tags import LOGIN_USER_TAG as USER_TAG
 
 DEFAULT_TYPE = "t3.medium"
 DEFAULT_AUTOSTOP = 60
@@ -26,8 +29,6 @@ AMI_RE = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 # the image contract's defaults (recipe.model ImageSpec.login_user, JupyterSpec.port), for an AMI without our tags
 CONTRACT_USER = "ubuntu"
 CONTRACT_JUPYTER_PORT = 8889
-USER_TAG = "imagefactory:login-user"
-PORT_TAG = "imagefactory:jupyter-port"
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def by_ami(image: dict[str, Any], region: str) -> AmiChoice:
     tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
     ami = image["ImageId"]
     name = tags.get("imagefactory:image") or image.get("Name") or ami
-    choice = Choice(name, tags.get("imagefactory:build-id", ""), region, ami)
+    choice = Choice(name, tags.get(BUILD_ID_TAG, ""), region, ami)
     user, port = tags.get(USER_TAG), tags.get(PORT_TAG)
     notes: list[str] = []
     if not user or not port or not port.isdigit():

@@ -42,6 +42,7 @@ from imagefactory.launch_plan import (
     commands,
     user_data,
 )
+from imagefactory.tags import BUILD_ID_TAG, LOGIN_USER_TAG
 
 Progress = Callable[[str], None]
 def image_facts(home: Home, name: str) -> tuple[str, int, tuple[str, ...]]:
@@ -162,7 +163,7 @@ def _create(home: Home | None, target: Target, opts: LaunchOptions, plan: _Plan,
     group, created = access.ensure_security_group(target, choice.region, plan.cidr)
     made.group = group if created else None
     tags = {"Name": "-".join(x for x in (choice.image, choice.build_id) if x), "imagefactory:image": choice.image,
-            "imagefactory:build-id": choice.build_id, "imagefactory:login-user": plan.user,
+            BUILD_ID_TAG: choice.build_id, LOGIN_USER_TAG: plan.user,
             "imagefactory:autostop-minutes": str(opts.autostop), "imagefactory:key-file": made.key.path.name,
             "owner": _owner(target)}
     spec = ec2.RunSpec(choice.ami, opts.instance_type, made.key.name, group, device, volume,

@@ -10,6 +10,7 @@ for is "price unknown": never a guessed number.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -73,6 +74,21 @@ def disk_month(table: dict[str, Any], region: str, gib: int) -> float | None:
     """The monthly cost of a gp3 root volume of `gib` GiB (what a stopped instance still costs)."""
     rate = table.get("ebs_gp3_gb_month", {}).get(region)
     return round(float(rate) * gib, 2) if rate is not None else None
+
+
+def volumes_month(table: dict[str, Any], region: str, volumes: Iterable[tuple[str, int]]) -> float | None:
+    """The monthly cost of EBS volumes, (volume type, GiB) each: gp3 at the table's rate; any other type is
+    unknown (the factory launches gp3; the table holds no other rate), as is a region the table lacks."""
+    items = list(volumes)
+    if any(kind != "gp3" for kind, _ in items):
+        return None
+    costs = [disk_month(table, region, gib) for _, gib in items]
+    return None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 2)
+
+
+def running_month(hourly: float | None) -> float | None:
+    """What an instance billed at `hourly` costs a month running around the clock (HOURS_PER_MONTH hours)."""
+    return None if hourly is None else round(hourly * HOURS_PER_MONTH, 2)
 
 
 def snapshot_month(table: dict[str, Any], region: str, gib: float) -> float | None:

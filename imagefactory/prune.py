@@ -28,6 +28,9 @@ from imagefactory.home import Home
 from imagefactory.recipe.model import Lifecycle
 from imagefactory.recipe.recipefile import load_recipe
 from imagefactory.retention import ImagePlan, Protections, RegionStep, Rules
+from imagefactory.tags import BUILD_ID_TAG
+from imagefactory.timestamps import parse as parse_time
+from imagefactory.timestamps import stamp
 
 Progress = Callable[[str], None]
 
@@ -122,10 +125,6 @@ def plan(home: Home, target: Target, cat: Catalog, names: tuple[str, ...], *, ke
                                       found) for e in entries)
 
 
-def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _delete_snapshots(ec2: Any, snapshots: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
     """(deleted, kept because another AMI uses them, left to retry)."""
     deleted, in_use, left = [], [], []
@@ -162,14 +161,14 @@ def carry_out(target: Target, path: Path, image: str, build: str, step: RegionSt
         at = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
         if found is None:
             detail, record = _deregistered(image, build, step, now, (), "the AMI was already gone")
-        elif found.get("DeprecationTime") and _time(found["DeprecationTime"]) <= at:
-            when = _stamp(_time(found["DeprecationTime"]))
+        elif found.get("DeprecationTime") and parse_time(found["DeprecationTime"]) <= at:
+            when = stamp(parse_time(found["DeprecationTime"]))
             detail = f"already deprecated from {when}"
             record = lambda c: retention.record_deprecated(c, image, build, step.region, when)  # noqa: E731
         else:
             ec2.enable_image_deprecation(ImageId=step.ami, DeprecateAt=at)
-            detail = f"deprecated {step.ami} from {_stamp(at)}"
-            record = lambda c: retention.record_deprecated(c, image, build, step.region, _stamp(at))  # noqa: E731
+            detail = f"deprecated {step.ami} from {stamp(at)}"
+            record = lambda c: retention.record_deprecated(c, image, build, step.region, stamp(at))  # noqa: E731
     elif step.action == "deregister":
         found = image_usage.image_or_none(ec2, step.ami or "")
         snapshots = image_usage.snapshots_of(found) if found else _tagged_snapshots(ec2, build)
@@ -189,17 +188,13 @@ def carry_out(target: Target, path: Path, image: str, build: str, step: RegionSt
 
 def _deregistered(image: str, build: str, step: RegionStep, now: datetime, left: tuple[str, ...],
                   detail: str) -> tuple[str, Callable[[Catalog], Catalog]]:
-    return detail, lambda c: retention.record_deregistered(c, image, build, step.region, _stamp(now), left)
+    return detail, lambda c: retention.record_deregistered(c, image, build, step.region, stamp(now), left)
 
 
 def _tagged_snapshots(ec2: Any, build: str) -> tuple[str, ...]:
     """The build's snapshots in this region by its tag (an AMI found gone: a run that stopped after deregistering)."""
-    got = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag:imagefactory:build-id", "Values": [build]}])
+    got = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": f"tag:{BUILD_ID_TAG}", "Values": [build]}])
     return tuple(s["SnapshotId"] for s in got["Snapshots"])
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
 
 def prune(home: Home, names: tuple[str, ...] = (), *, keep: int | None = None, older_than: int | None = None,

@@ -13,23 +13,24 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from imagefactory import timestamps
 from imagefactory.base_images import BASES
 from imagefactory.errors import RenderError
 from imagefactory.packer import Capabilities
 from imagefactory.provision import Provisioners
 from imagefactory.recipe.model import Recipe
+from imagefactory.tags import BUILD_ID_TAG, BUILD_ROLE_TAG, JUPYTER_PORT_TAG, LOGIN_USER_TAG, MANAGED_TAG
 
 VAR_FILE = "imagefactory.pkrvars.json"
 TEMPLATES = ("versions", "variables", "source", "build")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TAG_VALUE_MAX = 256
-BUILD_ROLE_TAG = ("imagefactory:role", "build")  # on Packer's build instance and its volume, never on launched ones
 NO_PROVISIONERS = Provisioners()  # an API-only build: communicator none, nothing runs
 
 
@@ -98,12 +99,12 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
         "imagefactory:ref": recipe.source.ref or "",
         "imagefactory:commit": recipe.source.commit,
         "imagefactory:recipe-digest": recipe.digest(),
-        "imagefactory:build-id": build_id,
+        BUILD_ID_TAG: build_id,
         "imagefactory:factory-version": factory_version,
         "imagefactory:target": target,
-        "imagefactory:login-user": recipe.image.login_user,   # read by `launch --ami` (owner account only:
-        "imagefactory:jupyter-port": str(recipe.jupyter.port),  # a shared AMI shows no tags to others)
-        "managed-by": "imagefactory",
+        LOGIN_USER_TAG: recipe.image.login_user,  # read by `launch --ami` (owner account only:
+        JUPYTER_PORT_TAG: str(recipe.jupyter.port),  # a shared AMI shows no tags to others)
+        MANAGED_TAG[0]: MANAGED_TAG[1],
     })
     if parent is not None:  # a full build's base-ami tags are rendered by Packer from its source_ami_filter
         tags.update({"imagefactory:parent-build": parent.build_id, "imagefactory:base-ami": parent.base_ami,
@@ -119,8 +120,7 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
 def deprecation_time(recipe: Recipe, started: datetime) -> str:
     """When the build's AMIs are to be deprecated (Packer's `deprecate_at`, RFC 3339 UTC): the bake's start
     plus the recipe's `lifecycle.deprecate_after_days`."""
-    when = started.astimezone(UTC) + timedelta(days=recipe.lifecycle.deprecate_after_days)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamps.stamp(started + timedelta(days=recipe.lifecycle.deprecate_after_days))
 
 
 def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: str, endpoint: str | None,
@@ -144,8 +144,8 @@ def packer_vars(recipe: Recipe, *, build_id: str, target: str, factory_version: 
         "build_id": build_id,
         "regions": list(recipe.image.regions),
         "tags": tags,
-        "run_tags": {"Name": f"imagefactory build {build_id}", "managed-by": "imagefactory",  # Packer's build
-                     "imagefactory:build-id": build_id, BUILD_ROLE_TAG[0]: BUILD_ROLE_TAG[1]},  # instance, its disk
+        "run_tags": {"Name": f"imagefactory build {build_id}", MANAGED_TAG[0]: MANAGED_TAG[1],  # Packer's build
+                     BUILD_ID_TAG: build_id, BUILD_ROLE_TAG[0]: BUILD_ROLE_TAG[1]},  # instance, its disk
         "instance_type": recipe.image.build_instance_type,
         "volume_size": recipe.image.volume_gb,
         "ssh_username": recipe.image.login_user,

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from imagefactory import timestamps
 from imagefactory.catalog import Build, Catalog, ImageEntry
 from imagefactory.recipe.model import Lifecycle
 
@@ -117,7 +118,7 @@ def _step_text(step: RegionStep) -> str:
 
 
 def created_at(build: Build) -> datetime:
-    return datetime.fromisoformat(build.created.replace("Z", "+00:00"))
+    return timestamps.parse(build.created)
 
 
 def _protected(entry: ImageEntry, build: Build, newest: list[str], rules: Rules, now: datetime,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from imagefactory import timestamps
 from imagefactory.catalog import Build
 from imagefactory.recipe.model import Rebuild
 
@@ -110,7 +111,7 @@ def decide(name: str, latest: Build | None, last: Build | None, facts: Facts | N
     if age is None:
         unknown.append(Unknown("age", f"build {latest.id} has an unreadable creation time {latest.created!r}"))
     elif age > rebuild.max_age_days:
-        reasons.append(Reason("age", latest.created, now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        reasons.append(Reason("age", latest.created, timestamps.stamp(now),
                               f"built {age} days ago; rebuild.max_age_days is {rebuild.max_age_days}"))
     return Verdict(name, latest.id, tuple(reasons), tuple(unknown))
 
@@ -183,7 +184,7 @@ def _short(value: str | None) -> str:
 
 def _age_days(created: str, now: datetime) -> int | None:
     try:
-        when = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        when = datetime.strptime(created, timestamps.STAMP).replace(tzinfo=UTC)
     except ValueError:
         return None
     return (now - when).days

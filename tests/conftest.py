@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,16 +27,17 @@ DHSVM_PINS = ("matplotlib==3.1.3\nnumpy==1.18.1\ngraphviz==0.13.2\nscikit-learn=
               "SQLAlchemy==1.3.13\nipython==7.12.0\npandas==1.0.1\n")
 
 
-def _load_simple_api_server() -> Any:
-    """tests/data/simple_api/server.py: a local index replaying recorded PEP 691 answers."""
-    spec = importlib.util.spec_from_file_location("simple_api_server", SIMPLE_API / "server.py")
+def load_module(name: str, path: Path) -> ModuleType:
+    """The Python file at `path` (not on sys.path: packer/files' helpers, the test index server) as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-simple_api_server = _load_simple_api_server()
+# tests/data/simple_api/server.py: a local index replaying recorded PEP 691 answers
+simple_api_server = load_module("simple_api_server", SIMPLE_API / "server.py")
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_CONFIG_NOSYSTEM": "1"}
 
@@ -52,6 +55,17 @@ def write_files(root: Path, files: dict[str, str]) -> None:
         path.write_text(text)
 
 
+def commit_repo(root: Path, files: dict[str, str], branch: str = "main") -> Path:
+    """A new git repo at `root` holding `files` in one commit (what `make_repo` makes; usable in
+    module-scoped fixtures)."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", branch)
+    write_files(root, files)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
 MakeRepo = Callable[..., Path]
 
 
@@ -60,13 +74,7 @@ def make_repo(tmp_path: Path) -> MakeRepo:
     """make_repo(files, name="demo", branch="main") -> path of a new git repo with one commit."""
 
     def make(files: dict[str, str], name: str = "demo", branch: str = "main") -> Path:
-        root = tmp_path / "repos" / name
-        root.mkdir(parents=True)
-        git(root, "init", "-q", "-b", branch)
-        write_files(root, files)
-        git(root, "add", "-A")
-        git(root, "commit", "-q", "-m", "initial")
-        return root
+        return commit_repo(tmp_path / "repos" / name, files, branch)
 
     return make
 
@@ -150,6 +158,43 @@ def interrupt_at(argv: list[str], cwd: Path, env: dict[str, str], marker: str, s
             break
     _, err = proc.communicate(timeout=timeout)
     return proc.returncode, "".join(seen) + err
+
+
+def sandbox_client(endpoint: str, service: str = "ec2", region: str = "us-west-2",
+                   creds: dict[str, str] | None = None) -> Any:
+    """A real boto3 client against the emulator at `endpoint`: the owner account's (the sandbox credentials), or
+    with `creds` (AWS_* variables, e.g. a student's assumed role) someone else's."""
+    import boto3
+
+    from imagefactory.sandbox.emulator import sandbox_credentials
+
+    creds = creds or sandbox_credentials()
+    return boto3.client(service, region_name=region, endpoint_url=endpoint,
+                        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+                        aws_session_token=creds.get("AWS_SESSION_TOKEN"))
+
+
+def kill_bake_mid_provisioning(home: Home, repo: Path) -> Path:
+    """Start a provisioned sandbox bake of `repo` and SIGKILL the orchestrator only (no clean-up runs; Packer and
+    the build root are orphaned, as a crash leaves them) once Packer provisions over ssh; the build's directory."""
+    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()",
+            "bake", "--repo", repo.as_uri(), "--no-resolve", "--sandbox"]
+    bake = subprocess.Popen(argv, cwd=home.root, env=cli_env(home), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert bake.stdout is not None
+    seen, build_dir = [], None
+    for line in bake.stdout:  # until Packer's build instance is up and provisioning over ssh
+        seen.append(line)
+        if found := re.search(r"\(log: (.+)/packer\.log\)", line):
+            build_dir = Path(found.group(1))
+        if "Provisioning with shell script" in line:
+            break
+    assert build_dir is not None and bake.poll() is None, "".join(seen)
+    os.kill(bake.pid, signal.SIGKILL)
+    bake.wait(timeout=30)
+    bake.stdout.close()
+    return build_dir
 
 
 def run_cli(h: Home, *args: str, check: bool = False, timeout: float = 300,

@@ -18,7 +18,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import git, new_home, run_cli, stop_emulator, write_files
+from conftest import commit_repo, git, new_home, run_cli, stop_emulator, write_files
 
 from imagefactory import catalog
 from imagefactory.recipe import load_recipe, write_recipe
@@ -75,12 +75,7 @@ def data_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 def working_bake(tmp_path_factory: pytest.TempPathFactory, data_server: tuple[str, Path]) -> Iterator[dict]:
     """One provisioned bake for every bake-side assert: derive, turn the notebook on, add a data entry."""
     home = new_home(tmp_path_factory.mktemp("working") / "home")
-    repo = tmp_path_factory.mktemp("repos") / "proven"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    write_files(repo, REPO)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = commit_repo(tmp_path_factory.mktemp("repos") / "proven", REPO)
     try:
         derived = run_cli(home, "recipe", "--repo", str(repo), "--json", check=True)
         url, root = data_server

@@ -25,7 +25,7 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from conftest import git, new_home, packed_build, run_cli, stop_emulator, write_files
+from conftest import commit_repo, new_home, packed_build, run_cli, sandbox_client, stop_emulator
 
 from imagefactory import catalog
 from imagefactory.classes import aws
@@ -53,12 +53,7 @@ LABEL = "Ada Lovelace <ada@example.org>"
 def baked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, str]]:
     """A home with one API-only sandbox bake of a tiny repo in us-west-2."""
     root = tmp_path_factory.mktemp("classes")
-    repo = root / "repos" / "hydro"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    write_files(repo, {"requirements.txt": "six==1.16.0\n", "a.py": "print(1)\n"})
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = commit_repo(root / "repos" / "hydro", {"requirements.txt": "six==1.16.0\n", "a.py": "print(1)\n"})
     h = new_home(root / "home")
     run_cli(h, "bake", "--api-only", "--repo", repo.as_uri(), "--regions", "us-west-2", check=True)
     yield h, "hydro"
@@ -340,9 +335,7 @@ def assumed(h: Home, account: str) -> dict[str, str]:
 
 
 def student_instances(endpoint: str, creds: dict[str, str]) -> list[dict[str, Any]]:
-    ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=endpoint, aws_access_key_id=creds[
-        "AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=creds["AWS_SESSION_TOKEN"])
+    ec2 = sandbox_client(endpoint, creds=creds)
     return [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
 
 
@@ -432,9 +425,7 @@ def test_a_student_launches_the_shared_lab_and_connects_through_the_tunnel(examp
         (inst,) = student_instances(endpoint, creds)
         assert (inst["InstanceId"], inst["ImageId"], inst["State"]["Name"]) == (iid, ami, "running")
         assert inst["MetadataOptions"]["HttpTokens"] == "required"
-        ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=endpoint, aws_access_key_id=creds[
-            "AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=creds["AWS_SESSION_TOKEN"])
+        ec2 = sandbox_client(endpoint, creds=creds)
         volume = ec2.describe_volumes(VolumeIds=[inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]])["Volumes"][0]
         assert volume["Encrypted"] is True
         shutdown = ec2.describe_instance_attribute(InstanceId=iid, Attribute="instanceInitiatedShutdownBehavior")
@@ -500,12 +491,7 @@ def test_without_a_home_or_credentials_launch_says_what_the_sandbox_needs(tmp_pa
 
 
 def test_a_bake_with_image_kms_key_is_shared_without_a_copy(tmp_path: Path) -> None:
-    repo = tmp_path / "repos" / "keyed"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    write_files(repo, {"requirements.txt": "six==1.16.0\n"})
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = commit_repo(tmp_path / "repos" / "keyed", {"requirements.txt": "six==1.16.0\n"})
     h = new_home(tmp_path / "home")
     try:
         run_cli(h, "recipe", "--repo", repo.as_uri(), check=True)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import git, new_home, run_cli, stop_emulator, write_files
+from conftest import commit_repo, new_home, run_cli, stop_emulator
 
 from imagefactory import catalog, pricing
 from imagefactory.classes import roster as rosters
@@ -34,12 +34,7 @@ def test_the_table_prices_ebs_storage_per_region_with_its_date_and_source() -> N
 @pytest.fixture(scope="module")
 def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, list[str]]]:
     root = tmp_path_factory.mktemp("costs")
-    repo = root / "repos" / "hydro"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    write_files(repo, {"requirements.txt": "six==1.16.0\n"})
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = commit_repo(root / "repos" / "hydro", {"requirements.txt": "six==1.16.0\n"})
     h = new_home(root / "home")
     for _ in range(2):
         run_cli(h, "bake", "--api-only", "--repo", repo.as_uri(), "--regions", REGION, check=True)

@@ -8,7 +8,6 @@ import pytest
 
 from imagefactory import janitor as j
 from imagefactory.pricing import load_table
-from imagefactory.render import BUILD_ROLE_TAG
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(hours=3)
@@ -41,17 +40,13 @@ def _kept(plan: j.RegionPlan) -> dict[str, str]:
     return {k.id: k.reason for k in plan.kept}
 
 
-def test_build_role_tag_is_the_one_render_puts_on_build_instances() -> None:
-    assert BUILD_ROLE_TAG == j.BUILD_ROLE
-
-
 def test_build_instances_older_than_an_hour_are_found_with_their_cost() -> None:
     scan = j.RegionScan(R, instances=(
         _instance("i-old", BUILD), _instance("i-young", BUILD, when=YOUNG),
         _instance("i-stopped", BUILD, state="stopped"),
         _instance("i-launched", {**MANAGED, "imagefactory:image": "demo"}),        # a launched instance
         _instance("i-role-only", {"imagefactory:role": "build"}),                  # not the factory's tag
-        _instance("i-untagged", {})), volume_gib={"vol-i-old": 20, "vol-i-stopped": 10})
+        _instance("i-untagged", {})), volumes={"vol-i-old": ("gp3", 20), "vol-i-stopped": ("gp3", 10)})
     plan = j.plan_region(scan, _ctx())
     assert _ids(plan) == {"i-old": "build instance", "i-stopped": "build instance"}
     old = next(f for f in plan.findings if f.id == "i-old")

@@ -5,15 +5,10 @@ removes it, and a second run finds nothing, with no process of the build left.""
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import MakeRepo, cli_env, run_cli
+from conftest import MakeRepo, kill_bake_mid_provisioning, run_cli
 
 from imagefactory.home import Home
 from imagefactory.sandbox import leftovers
@@ -21,26 +16,6 @@ from imagefactory.sandbox.host import sandbox_supported
 from imagefactory.sandbox.teardown import naming
 
 pytestmark = pytest.mark.network  # a provisioned bake: apt and uv reach the package indexes before it is killed
-
-
-def _kill_mid_provisioning(home: Home, repo: Path) -> Path:
-    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()",
-            "bake", "--repo", repo.as_uri(), "--no-resolve", "--sandbox"]
-    bake = subprocess.Popen(argv, cwd=home.root, env=cli_env(home), text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    assert bake.stdout is not None
-    seen, build_dir = [], None
-    for line in bake.stdout:  # until Packer's build instance is up and provisioning over ssh
-        seen.append(line)
-        if found := re.search(r"\(log: (.+)/packer\.log\)", line):
-            build_dir = Path(found.group(1))
-        if "Provisioning with shell script" in line:
-            break
-    assert build_dir is not None and bake.poll() is None, "".join(seen)
-    os.kill(bake.pid, signal.SIGKILL)
-    bake.wait(timeout=30)
-    bake.stdout.close()
-    return build_dir
 
 
 def _janitor(home: Home, *args: str) -> dict:
@@ -53,7 +28,7 @@ def test_janitor_after_a_killed_bake_removes_every_leftover(home: Home, make_rep
     ok, why = sandbox_supported()
     assert ok, f"the sandbox cannot run here: {why}"
     repo = make_repo({"runtime.txt": "python-3.11\n", "requirements.txt": "six\n"}, name="crashy")
-    build_dir = _kill_mid_provisioning(home, repo)
+    build_dir = kill_bake_mid_provisioning(home, repo)
     try:
         _check_the_janitor_removes_everything(home, build_dir)
     finally:  # a failing check must not leave the build root's container running on the machine

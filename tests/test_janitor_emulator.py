@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import cli_env, run_cli
+from conftest import cli_env, run_cli, sandbox_client
 
 from imagefactory.cloud.target import Target
 from imagefactory.home import Home
@@ -28,11 +28,7 @@ PACKER_SG_USED = "packer_5fc7a1b2-0000-0000-0000-000000000003"
 
 
 def _ec2(home: Home) -> Any:
-    info = ensure_up(home.emulator_dir)
-    creds = sandbox_credentials()
-    return boto3.client("ec2", region_name=REGION, endpoint_url=info.endpoint,
-                        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+    return sandbox_client(ensure_up(home.emulator_dir).endpoint, "ec2", REGION)
 
 
 def _run(ec2: Any, base: str, *, key: str | None = None, group: str | None = None,

@@ -3,20 +3,12 @@ next bake names it with the command that removes it, and `sandbox.down --force` 
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
-import boto3
 import pytest
-from conftest import MakeRepo, cli_env, run_cli
+from conftest import MakeRepo, kill_bake_mid_provisioning, run_cli, sandbox_client
 
 from imagefactory.home import Home
 from imagefactory.sandbox import leftovers
-from imagefactory.sandbox.emulator import ensure_up, sandbox_credentials
+from imagefactory.sandbox.emulator import ensure_up
 from imagefactory.sandbox.host import sandbox_supported
 
 pytestmark = pytest.mark.network  # a provisioned bake: apt and uv reach the package indexes before it is killed
@@ -26,22 +18,7 @@ def test_a_killed_bake_leaves_nothing_that_cannot_be_found_and_removed(home: Hom
     ok, why = sandbox_supported()
     assert ok, f"the sandbox cannot run here: {why}"
     repo = make_repo({"runtime.txt": "python-3.11\n", "requirements.txt": "six\n"}, name="crashy")
-    argv = [sys.executable, "-c", "from imagefactory.main import program; program.run()",
-            "bake", "--repo", repo.as_uri(), "--no-resolve", "--sandbox"]
-    bake = subprocess.Popen(argv, cwd=home.root, env=cli_env(home), text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    assert bake.stdout is not None
-    seen, build_dir = [], None
-    for line in bake.stdout:  # until Packer's build instance is up and provisioning over ssh
-        seen.append(line)
-        if found := re.search(r"\(log: (.+)/packer\.log\)", line):
-            build_dir = Path(found.group(1))
-        if "Provisioning with shell script" in line:
-            break
-    assert build_dir is not None and bake.poll() is None, "".join(seen)
-    os.kill(bake.pid, signal.SIGKILL)
-    bake.wait(timeout=30)
-    bake.stdout.close()
+    build_dir = kill_bake_mid_provisioning(home, repo)
 
     left = leftovers.find(home)
     kinds = {item.kind for item in left}
@@ -61,10 +38,7 @@ def test_a_killed_bake_leaves_nothing_that_cannot_be_found_and_removed(home: Hom
     assert not (build_dir / "rootfs").exists()
     assert not list(home.builds_dir("sandbox").glob("*/*/rootfs"))
     info = ensure_up(home.emulator_dir)  # the emulator restarts from its saved state: nothing of the build is back
-    creds = sandbox_credentials()
-    ec2 = boto3.client("ec2", region_name="us-west-2", endpoint_url=info.endpoint,
-                       aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-                       aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+    ec2 = sandbox_client(info.endpoint)
     assert [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]] == []
     groups = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
     assert not [g for g in groups if g.startswith("packer_")]

@@ -60,6 +60,15 @@ def test_cost_so_far_and_disk_cost() -> None:
     assert pricing.disk_month(pricing.load_table(), "us-west-2", 30) == 2.4
 
 
+def test_monthly_costs_of_volumes_and_a_running_instance() -> None:
+    table = pricing.load_table()
+    assert pricing.volumes_month(table, "us-west-2", [("gp3", 30), ("gp3", 10)]) == 3.2
+    assert pricing.volumes_month(table, "us-west-2", [("gp3", 30), ("io2", 10)]) is None, "unknown, not gp3's rate"
+    assert pricing.volumes_month(table, "ap-south-2", [("gp3", 30)]) is None, "unknown, not guessed"
+    assert pricing.running_month(0.0104) == 7.59
+    assert pricing.running_month(None) is None
+
+
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[Target]:
     home = Home(tmp_path)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import git, new_home, run_cli, stop_emulator, write_files
+from conftest import commit_repo, new_home, run_cli, stop_emulator
 
 from imagefactory import catalog
 from imagefactory.classes import roster as rosters
@@ -29,12 +29,7 @@ def four(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, list[
     class whose term runs for another month. The tests below run in order on it, each from what the one
     before left (as successive prune runs would)."""
     root = tmp_path_factory.mktemp("prune")
-    repo = root / "repos" / "hydro"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    write_files(repo, {"requirements.txt": "six==1.16.0\n"})
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = commit_repo(root / "repos" / "hydro", {"requirements.txt": "six==1.16.0\n"})
     h = new_home(root / "home")
     for _ in range(4):
         run_cli(h, "bake", "--api-only", "--repo", repo.as_uri(), "--regions", REGION, check=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, git, interrupt_at, new_home, run_cli, stop_emulator, write_files
+from conftest import cli_env, commit_repo, git, interrupt_at, new_home, run_cli, stop_emulator
 
 from imagefactory import catalog
 from imagefactory.classes import roster as rosters
@@ -63,12 +63,7 @@ def place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, Path
 def baked(place: tuple[Home, Path], name: str, requirements: str = "six==1.16.0\n") -> tuple[Home, Path]:
     """A new git repo `name`, baked API-only in the sandbox (one region, to keep it quick)."""
     h, repos = place
-    repo = repos / name
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    write_files(repo, {"requirements.txt": requirements, "a.py": "print(1)\n"})
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = commit_repo(repos / name, {"requirements.txt": requirements, "a.py": "print(1)\n"})
     run_cli(h, "bake", "--api-only", "--no-resolve", "--repo", repo.as_uri(), "--regions", "us-west-2", check=True)
     return h, repo
 

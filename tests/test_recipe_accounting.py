@@ -3,7 +3,6 @@ locked, and a conda file beside a pip file decided from evidence. Fixture trees:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -15,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import MakeRepo, run_cli
+from conftest import MakeRepo, load_module, run_cli
 from conftest import simple_api_server as server_mod
 
 from imagefactory.home import Home
@@ -91,11 +90,7 @@ def test_a_poetry_lock_is_installed_as_locked(tmp_path: Path) -> None:
 
 
 def _converter() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("if_pipfile", PACKER_FILES / "if_pipfile.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("if_pipfile", PACKER_FILES / "if_pipfile.py")
 
 
 def test_the_build_turns_each_lock_into_pinned_requirements(monkeypatch: pytest.MonkeyPatch) -> None:

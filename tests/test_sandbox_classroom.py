@@ -10,10 +10,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import sandbox_client
 
 from imagefactory.errors import SandboxError
 from imagefactory.sandbox.contents import build_of
-from imagefactory.sandbox.emulator import SANDBOX_ACCOUNT_ID, EmulatorInfo, down, ensure_up, sandbox_credentials
+from imagefactory.sandbox.emulator import SANDBOX_ACCOUNT_ID, EmulatorInfo, down, ensure_up
 from imagefactory.sandbox.org import (
     CLASS_KEY_ALIAS,
     ORG_ARN,
@@ -37,10 +38,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorInfo]
 
 
 def owner(info: EmulatorInfo, service: str = "ec2") -> Any:
-    creds = sandbox_credentials()
-    return boto3.client(service, region_name=REGION, endpoint_url=info.endpoint,
-                        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+    return sandbox_client(info.endpoint, service, REGION)
 
 
 def as_account(info: EmulatorInfo, account: str, service: str = "ec2") -> Any:

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
+from conftest import sandbox_client
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from imagefactory.errors import SandboxError
-from imagefactory.sandbox import SANDBOX_ACCOUNT_ID, EmulatorInfo, down, ensure_up, sandbox_credentials, status
+from imagefactory.sandbox import SANDBOX_ACCOUNT_ID, EmulatorInfo, down, ensure_up, status
 
 REPO = Path(__file__).resolve().parents[1]
 CANONICAL = "099720109477"
@@ -67,14 +67,7 @@ def shared() -> Iterator[EmulatorInfo]:
 
 
 def _client(info: EmulatorInfo, service: str, region: str) -> Any:
-    creds = sandbox_credentials()
-    return boto3.client(
-        service,
-        region_name=region,
-        endpoint_url=info.endpoint,
-        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-    )
+    return sandbox_client(info.endpoint, service, region)
 
 
 def _newest(ec2: Any, name_pattern: str) -> dict[str, Any]:

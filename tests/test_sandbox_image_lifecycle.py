@@ -12,8 +12,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import sandbox_client
 
-from imagefactory.sandbox.emulator import EmulatorInfo, down, ensure_up, sandbox_credentials
+from imagefactory.sandbox.emulator import EmulatorInfo, down, ensure_up
 from imagefactory.sandbox.org import STUDENTS, role_arn
 
 REGION = "us-west-2"
@@ -27,10 +28,7 @@ def state(tmp_path: Path) -> Iterator[Path]:
 
 
 def owner(info: EmulatorInfo, service: str = "ec2") -> Any:
-    creds = sandbox_credentials()
-    return boto3.client(service, region_name=REGION, endpoint_url=info.endpoint,
-                        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+    return sandbox_client(info.endpoint, service, REGION)
 
 
 def student(info: EmulatorInfo) -> Any:

@@ -4,7 +4,6 @@ auto-stop, the smoke test's bounded waits)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import load_module
 
 from imagefactory.home import rootfs_cache_dir
 from imagefactory.provision import REMOTE_DIR, TOKEN_FILE, provision_config
@@ -32,11 +32,7 @@ STAGES = [p for p in SCRIPTS if p.name != "lib.sh"]
 
 
 def helper(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, PACKER / "files" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(name, PACKER / "files" / f"{name}.py")
 
 
 def run_helper(name: str, *args: str) -> subprocess.CompletedProcess[str]:

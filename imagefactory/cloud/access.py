@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from imagefactory import proc
-from imagefactory.cloud.instances import MANAGED_TAG, SSH_PORT, tag
+from imagefactory.cloud.instances import SSH_PORT, tag
 from imagefactory.cloud.target import Target
 from imagefactory.errors import CloudError
+from imagefactory.tags import MANAGED_TAG
 from imagefactory.waiting import WaitTimeout, wait_for
 
 CHECKIP_URL = "https://checkip.amazonaws.com"

@@ -1,5 +1,6 @@
 """What still uses or holds an AMI, through the EC2 API: instances launched from it (running or stopped),
-its snapshots and their sizes. Read by `imagefactory.prune` (what protects a build) and `imagefactory.costs`."""
+its snapshots and their sizes; `listed`, every page of a listing. Read by `imagefactory.prune` (what protects
+a build), `imagefactory.costs` and `imagefactory.janitor_run`."""
 
 from __future__ import annotations
 
@@ -15,13 +16,18 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
         yield items[start:start + _BATCH]
 
 
+def listed(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item under `key` of every page of a paginated `operation` (e.g. describe_snapshots, "Snapshots")."""
+    return [item for page in client.get_paginator(operation).paginate(**kwargs) for item in page.get(key, [])]
+
+
 def instances_of(ec2: Any, amis: Iterable[str]) -> list[dict[str, Any]]:
     """Every instance not terminated that was launched from one of `amis` (one region's client)."""
     found: list[dict[str, Any]] = []
     for chunk in _chunks(sorted(set(amis))):
-        pages = ec2.get_paginator("describe_instances").paginate(Filters=[
+        reservations = listed(ec2, "describe_instances", "Reservations", Filters=[
             {"Name": "image-id", "Values": chunk}, {"Name": "instance-state-name", "Values": list(LIVE_STATES)}])
-        found += [i for page in pages for r in page.get("Reservations", []) for i in r.get("Instances", [])]
+        found += [i for r in reservations for i in r.get("Instances", [])]
     return found
 
 

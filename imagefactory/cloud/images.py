@@ -8,6 +8,7 @@ from typing import Any
 
 from imagefactory.cloud.target import Target
 from imagefactory.errors import CloudError
+from imagefactory.tags import BUILD_ID_TAG
 
 
 def describe(target: Target, region: str, ami: str) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def sweep_build(target: Target, regions: tuple[str, ...], build_id: str,
     for region in regions:
         ec2 = target.client("ec2", region)
         images = ec2.describe_images(Owners=["self"], Filters=[
-            {"Name": "tag:imagefactory:build-id", "Values": [build_id]}])["Images"]
+            {"Name": f"tag:{BUILD_ID_TAG}", "Values": [build_id]}])["Images"]
         for image in images:
             ec2.deregister_image(ImageId=image["ImageId"])
             for mapping in image.get("BlockDeviceMappings", []):

@@ -15,9 +15,9 @@ from typing import Any
 
 from imagefactory.cloud.target import Target
 from imagefactory.errors import CloudError
+from imagefactory.tags import MANAGED_TAG
 from imagefactory.waiting import WaitTimeout, wait_for
 
-MANAGED_TAG = ("managed-by", "imagefactory")
 SSH_PORT = 22
 RUN_TIMEOUT = 300.0  # seconds until an instance runs
 SSH_TIMEOUT = 300.0  # seconds until its sshd answers

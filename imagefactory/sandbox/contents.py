@@ -22,9 +22,9 @@ import urllib.request
 from typing import Any
 
 from imagefactory.errors import SandboxError
+from imagefactory.tags import BUILD_ID_TAG
 
 CONTENT_PATH = "/_imagefactory/image-content"
-BUILD_TAG = "imagefactory:build-id"
 _MAX_HOPS = 10
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, whatever HTTP_PROXY says
 
@@ -50,7 +50,7 @@ def resolve(region: str, ami_id: str, account: str) -> dict[str, Any] | None:
         return None
     via = [ami_id]
     while len(via) <= _MAX_HOPS:
-        build = ami.ec2_backend.tags.get(ami.id, {}).get(BUILD_TAG)
+        build = ami.ec2_backend.tags.get(ami.id, {}).get(BUILD_ID_TAG)
         if build:
             return {"image": ami_id, "build_id": build, "via": via}
         source = getattr(ami, "copied_from", None)
@@ -83,7 +83,7 @@ def build_of(endpoint: str, region: str, ami: str, account: str) -> str:
             return str(json.loads(response.read())["build_id"])
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
-            raise SandboxError(f"{ami} in {region} is not the image of a sandbox build (no {BUILD_TAG}, "
+            raise SandboxError(f"{ami} in {region} is not the image of a sandbox build (no {BUILD_ID_TAG}, "
                                "nor copied from one)", "launch an AMI a sandbox bake made, or a copy of one") from None
         raise SandboxError(f"the EC2 emulator at {endpoint} could not say what {ami} holds: HTTP {exc.code}",
                            "see its server.log") from None

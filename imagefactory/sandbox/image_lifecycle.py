@@ -19,6 +19,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from imagefactory.timestamps import parse as parse_time
+
 ACTIONS = frozenset({"EnableImageDeprecation", "DisableImageDeprecation", "DisableImage", "EnableImage"})
 SLACK = timedelta(seconds=60)
 LONGEST = timedelta(days=3652)
@@ -29,18 +31,13 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _at(text: str) -> datetime:
-    when = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _stamp(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def is_deprecated(ami: Any, at: datetime) -> bool:
     when = getattr(ami, "deprecation_time", None)
-    return when is not None and _at(when) <= at
+    return when is not None and parse_time(when) <= at
 
 
 def _truthy(value: Any) -> bool:
@@ -71,7 +68,7 @@ def enable_image_deprecation(self: Any) -> Any:
     self.error_on_dryrun()
     ami = _own(self.ec2_backend, ami_id)
     try:
-        when = asked if isinstance(asked, datetime) else _at(asked)
+        when = asked if isinstance(asked, datetime) else parse_time(asked)
     except (TypeError, ValueError):
         raise EC2ClientError("InvalidParameterValue", f"DeprecateAt {asked!r} is not a timestamp") from None
     when = when if when.tzinfo else when.replace(tzinfo=UTC)

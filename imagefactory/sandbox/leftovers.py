@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagefactory.cloud.image_usage import LIVE_STATES
 from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write
 from imagefactory.home import Home
@@ -30,12 +31,11 @@ from imagefactory.sandbox import emulator, instances, teardown
 from imagefactory.sandbox.buildroot import OWNER_FILE, owner_alive
 from imagefactory.sandbox.host import Progress
 from imagefactory.sandbox.teardown import end, kill_processes, naming, processes_in, remove_tree
+from imagefactory.tags import PACKER_PREFIX
 
 CLOUD_FILE = "cloud.json"
 BUILD_KEY_PREFIX = "imagefactory-build-"
-PACKER_PREFIX = "packer_"
 REMOVE_COMMAND = "invoke sandbox.down --force"
-LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _cloud_leftovers(ec2: Any, build_dir: Path, region: str, key_pair: str, *, a
     where = str(build_dir)
     if ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [key_pair]}])["KeyPairs"]:
         found.append(Leftover("key pair", key_pair, where, region))
-    filters = [{"Name": "key-name", "Values": [key_pair]}, {"Name": "instance-state-name", "Values": LIVE_STATES}]
+    filters = [{"Name": "key-name", "Values": [key_pair]}, {"Name": "instance-state-name", "Values": list(LIVE_STATES)}]
     groups: set[str] = set()
     for reservation in ec2.describe_instances(Filters=filters)["Reservations"]:
         for inst in reservation["Instances"]:
