@@ -47,6 +47,8 @@ from imagefactory.render import (
 )
 from imagefactory.repo import Checkout
 from imagefactory.smoke import smoke_config
+from imagefactory.tags import BASE_AMI_NAME_TAG, BUILD_ID_TAG
+from imagefactory.timestamps import stamp
 
 Progress = Callable[[str], None]
 
@@ -158,7 +160,7 @@ class Job:
 
     def base_build(self) -> Build:
         env = self.recipe.environment
-        return Build(id=self.build_id, created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), status="failed",
+        return Build(id=self.build_id, created=stamp(datetime.now(UTC)), status="failed",
                      target=self.target.kind, account=self.target.account, commit=self.found.commit,
                      ref=self.found.ref, recipe_digest=self.recipe.digest(), python=env.python.version,
                      python_override=env.python.source == "override", packer_version=self.packer.caps.text,
@@ -211,10 +213,10 @@ def _verified(target: Target, recipe: Recipe, build: Build, amis: dict[str, str]
     base_name = None
     for region, ami in amis.items():
         tags = images.tags_of(images.describe(target, region, ami))
-        if tags.get("imagefactory:build-id") != build.id:
+        if tags.get(BUILD_ID_TAG) != build.id:
             raise PackerError(f"AMI {ami} in {region} is not tagged with build {build.id}", "see the Packer log")
         if region == source_region:
-            base_name = tags.get("imagefactory:base-ami-name")
+            base_name = tags.get(BASE_AMI_NAME_TAG)
     owner = BASES[recipe.image.base].owner
     base = images.base_by_name(target, recipe.image.regions, base_name, owner) if base_name else {}
     return replace(build, status="available", amis=dict(amis), base_ami=base, base_ami_name=base_name)

@@ -25,7 +25,7 @@ from imagefactory.cloud.target import SANDBOX_NOTICE, Target, choose_target, ope
 from imagefactory.errors import CloudError, HomeNotFound
 from imagefactory.home import Home, find_home
 from imagefactory.result import Result
-from imagefactory.tags import BUILD_ID_TAG, LOGIN_USER_TAG
+from imagefactory.tags import BUILD_ID_TAG, IMAGE_TAG, KEY_FILE_TAG, LOGIN_USER_TAG
 from imagefactory.tunnel import Endpoint, Tunnel, open_tunnel, ssh_argv
 from imagefactory.waiting import WaitTimeout, wait_for
 
@@ -43,7 +43,7 @@ def endpoint(home: Home | None, target: Target, region: str, instance: dict[str,
         again = f"invoke start {iid}" if home is not None else f"imagefactory start {iid} --region {region}"
         raise CloudError(f"instance {iid} is {instance['State']['Name']}", f"start it: {again}")
     tags = ec2.tags_of(instance)
-    key = Path.home() / ".ssh" / tags.get("imagefactory:key-file", f"{instance.get('KeyName')}.pem")
+    key = Path.home() / ".ssh" / tags.get(KEY_FILE_TAG, f"{instance.get('KeyName')}.pem")
     if not key.exists():
         raise CloudError(f"the private key for {iid} is not at {key}", "connect from the machine that launched it")
     user = tags.get(LOGIN_USER_TAG, "ubuntu")
@@ -108,7 +108,7 @@ def locate(home: Home | None, target: Target, ident: str, region: str | None = N
     if ident.startswith("i-"):
         hits = [(r, i) for r, i in found if i["InstanceId"] == ident]
     else:
-        hits = [(r, i) for r, i in found if ec2.tags_of(i).get("imagefactory:image") == ident]
+        hits = [(r, i) for r, i in found if ec2.tags_of(i).get(IMAGE_TAG) == ident]
         running = [(r, i) for r, i in hits if i["State"]["Name"] == "running"]
         hits = running if len(running) == 1 else hits
     if len(hits) == 1:
@@ -183,7 +183,7 @@ def rows(home: Home | None, target: Target, region: str | None = None) -> list[d
         spot = inst.get("InstanceLifecycle") == "spot"
         uptime = (now - inst["LaunchTime"]).total_seconds() if state == "running" else 0.0
         hourly = price_of(where, inst["InstanceType"], spot).hourly(spot)
-        out.append({"id": inst["InstanceId"], "image": tags.get("imagefactory:image", "-"),
+        out.append({"id": inst["InstanceId"], "image": tags.get(IMAGE_TAG, "-"),
                     "build_id": tags.get(BUILD_ID_TAG), "type": inst["InstanceType"], "state": state,
                     "spot": spot, "region": where, "uptime_seconds": round(uptime),
                     "hourly_usd": hourly, "cost_usd": pricing.cost_so_far(hourly, uptime), "target": target.kind})

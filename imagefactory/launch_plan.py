@@ -19,7 +19,7 @@ from imagefactory.catalog import Build, ImageEntry
 from imagefactory.cloud import access
 from imagefactory.cloud import instances as ec2
 from imagefactory.errors import CatalogError, CloudError, UsageError
-from imagefactory.tags import BUILD_ID_TAG
+from imagefactory.tags import BUILD_ID_TAG, IMAGE_TAG
 from imagefactory.tags import JUPYTER_PORT_TAG as PORT_TAG  # the names launch_plan's readers know them by
 from imagefactory.tags import LOGIN_USER_TAG as USER_TAG
 
@@ -128,7 +128,7 @@ def by_ami(image: dict[str, Any], region: str) -> AmiChoice:
     shared with a student shows none: then the contract's defaults, said in a note."""
     tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
     ami = image["ImageId"]
-    name = tags.get("imagefactory:image") or image.get("Name") or ami
+    name = tags.get(IMAGE_TAG) or image.get("Name") or ami
     choice = Choice(name, tags.get(BUILD_ID_TAG, ""), region, ami)
     user, port = tags.get(USER_TAG), tags.get(PORT_TAG)
     notes: list[str] = []

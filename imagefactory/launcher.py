@@ -42,7 +42,7 @@ from imagefactory.launch_plan import (
     commands,
     user_data,
 )
-from imagefactory.tags import BUILD_ID_TAG, LOGIN_USER_TAG
+from imagefactory.tags import AUTOSTOP_TAG, BUILD_ID_TAG, IMAGE_TAG, KEY_FILE_TAG, LOGIN_USER_TAG
 
 Progress = Callable[[str], None]
 def image_facts(home: Home, name: str) -> tuple[str, int, tuple[str, ...]]:
@@ -162,9 +162,9 @@ def _create(home: Home | None, target: Target, opts: LaunchOptions, plan: _Plan,
     made.key = access.ensure_key_pair(target, choice.region, opts.key)
     group, created = access.ensure_security_group(target, choice.region, plan.cidr)
     made.group = group if created else None
-    tags = {"Name": "-".join(x for x in (choice.image, choice.build_id) if x), "imagefactory:image": choice.image,
+    tags = {"Name": "-".join(x for x in (choice.image, choice.build_id) if x), IMAGE_TAG: choice.image,
             BUILD_ID_TAG: choice.build_id, LOGIN_USER_TAG: plan.user,
-            "imagefactory:autostop-minutes": str(opts.autostop), "imagefactory:key-file": made.key.path.name,
+            AUTOSTOP_TAG: str(opts.autostop), KEY_FILE_TAG: made.key.path.name,
             "owner": _owner(target)}
     spec = ec2.RunSpec(choice.ami, opts.instance_type, made.key.name, group, device, volume,
                        user_data(opts.autostop), tags, opts.spot)
@@ -209,7 +209,7 @@ def _start(target: Target, spec: ec2.RunSpec, plan: _Plan, made: _Made,
     assert made.key is not None
     made.local = True
     spec_here = local.LocalSpec(made.instance, plan.content, plan.user, made.key.public_key,
-                                int(spec.tags["imagefactory:autostop-minutes"]))
+                                int(spec.tags[AUTOSTOP_TAG]))
     booted = local.create(local.data_home(target), spec_here, progress)
     known = Path.home() / ".ssh" / "imagefactory-known-hosts" / made.instance
     known.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

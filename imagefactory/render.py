@@ -25,7 +25,15 @@ from imagefactory.errors import RenderError
 from imagefactory.packer import Capabilities
 from imagefactory.provision import Provisioners
 from imagefactory.recipe.model import Recipe
-from imagefactory.tags import BUILD_ID_TAG, BUILD_ROLE_TAG, JUPYTER_PORT_TAG, LOGIN_USER_TAG, MANAGED_TAG
+from imagefactory.tags import (
+    BASE_AMI_NAME_TAG,
+    BUILD_ID_TAG,
+    BUILD_ROLE_TAG,
+    IMAGE_TAG,
+    JUPYTER_PORT_TAG,
+    LOGIN_USER_TAG,
+    MANAGED_TAG,
+)
 
 VAR_FILE = "imagefactory.pkrvars.json"
 TEMPLATES = ("versions", "variables", "source", "build")
@@ -94,7 +102,7 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
     tags = dict(recipe.tags)
     tags.update({
         "Name": f"{recipe.name} {build_id}",
-        "imagefactory:image": recipe.name,
+        IMAGE_TAG: recipe.name,
         "imagefactory:repo": recipe.source.repo,
         "imagefactory:ref": recipe.source.ref or "",
         "imagefactory:commit": recipe.source.commit,
@@ -108,7 +116,7 @@ def image_tags(recipe: Recipe, *, build_id: str, target: str, factory_version: s
     })
     if parent is not None:  # a full build's base-ami tags are rendered by Packer from its source_ami_filter
         tags.update({"imagefactory:parent-build": parent.build_id, "imagefactory:base-ami": parent.base_ami,
-                     "imagefactory:base-ami-name": parent.base_ami_name})
+                     BASE_AMI_NAME_TAG: parent.base_ami_name})
     for key, value in tags.items():
         packer_safe(f"tag {key!r}", key)
         packer_safe(f"tag {key!r}", value)
