@@ -52,9 +52,10 @@ def _build_key(build_dir: Path) -> tuple[Path, str]:
 @contextmanager
 def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Path, *,
                     extra_ca: Path | None, progress: Progress,
-                    image: Path | None = None) -> Iterator[tuple[SshEndpoint, Path]]:
+                    image: Path | None = None, trees: Path | None = None) -> Iterator[tuple[SshEndpoint, Path]]:
     """A running build root for Packer to provision: yields its SSH endpoint and the rootfs path. It starts
-    from the base rootfs, or from `image` (an incremental build: the parent build's packed rootfs).
+    from the base rootfs, or from `image` (an incremental build: the parent build's packed rootfs; with
+    `trees`, the tree cache, as an overlay on its cached unpacked tree).
 
     The build key is imported into the emulator (Packer launches the emulated instance with it) and
     removed afterwards; the rootfs's processes and mounts are gone when this exits, on any path.
@@ -72,7 +73,11 @@ def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Pa
     ec2.import_key_pair(KeyName=keypair, PublicKeyMaterial=public_key.encode())
     try:
         with BuildRoot(rootfs_cache_dir(), build_dir, login_user=recipe.image.login_user,
-                       authorized_key=public_key, extra_ca=extra_ca, progress=progress, image=image) as root:
+                       authorized_key=public_key, extra_ca=extra_ca, progress=progress, image=image,
+                       trees=trees) as root:
+            if image is not None and trees is not None:
+                progress(f"sandbox: build root on the {'cached' if root.served_from_cache else 'newly unpacked'} "
+                         f"tree of {image.name} (overlay)")
             progress(f"sandbox: build root {root.root} serving ssh on 127.0.0.1:{root.port}")
             yield SshEndpoint("127.0.0.1", root.port, keypair, str(private_key)), root.root
     finally:
@@ -87,14 +92,19 @@ def parent_image(home: Home, build_id: str) -> Path | None:
 
 
 def pack_image(home: Home, rootfs: Path, build_id: str, progress: Progress) -> Path:
-    """Pack the provisioned rootfs as the sandbox AMIs' content, then drop the unpacked tree."""
+    """Pack the provisioned rootfs as the sandbox AMIs' content. A plain tree (a full build's) is then kept
+    in the tree cache (an incremental build from this one starts on it); an overlay build root is dropped."""
+    from imagefactory.sandbox import trees
     from imagefactory.sandbox.archive import pack
-    from imagefactory.sandbox.teardown import remove_tree
+    from imagefactory.sandbox.teardown import mounts_under
 
     dest = image_path(home, build_id)
     dest.parent.mkdir(parents=True, exist_ok=True)
     info = pack(rootfs, dest)
-    remove_tree(rootfs)
+    if mounts_under(rootfs):
+        trees.unmount(rootfs)
+    else:
+        trees.keep(trees.cache_dir(home), dest, rootfs)
     progress(f"sandbox: image packed to {dest} ({info.packed_bytes / 1e6:.0f} MB, "
              f"{info.unpacked_bytes / 1e6:.0f} MB unpacked)")
     return dest

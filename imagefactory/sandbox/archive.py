@@ -14,7 +14,7 @@ from pathlib import Path
 from imagefactory.errors import SandboxError
 from imagefactory.home import Home
 from imagefactory.sandbox.host import CLEAN_ENV
-from imagefactory.sandbox.teardown import mounts_under
+from imagefactory.sandbox.teardown import mounts_below
 
 
 def image_path(home: Home, build_id: str) -> Path:
@@ -33,7 +33,7 @@ class PackInfo:
 
 def pack(root: Path, dest: Path) -> PackInfo:
     """tar + zstd -T0 of the tree at `root` into `dest` (written as dest.part, then renamed)."""
-    if mounts_under(root):
+    if mounts_below(root):
         raise SandboxError(f"cannot pack {root}: something is still mounted under it", "unmount it first")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")

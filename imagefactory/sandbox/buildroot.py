@@ -12,7 +12,9 @@ With `image` (an incremental build: the parent build's packed rootfs, `sandbox.a
 tree starts from that image instead of the base. That tree is untrusted (a repository's code ran in it as
 root), so nothing of it runs on the host: the same setup (login user if missing, sudo, the build key,
 this machine's CAs, the hosts entry, new ssh host keys) runs inside a one-shot container (`IMAGE_SETUP`),
-as a sandbox instance's first boot does.
+as a sandbox instance's first boot does. With `trees` too (the home's tree cache, `sandbox.trees`), the
+tree is not unpacked: it is an overlayfs mount on the image's cached tree (read-only lower layer), so
+starting costs a mount; the mount stays after exit for `pack` and goes with `trees.unmount`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from types import FrameType, TracebackType
 from imagefactory import proc
 from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write
-from imagefactory.sandbox import container
+from imagefactory.sandbox import container, trees
 from imagefactory.sandbox.archive import unpack
 from imagefactory.sandbox.base import ensure_base
 from imagefactory.sandbox.host import (
@@ -125,14 +127,15 @@ class BuildRoot:
 
     def __init__(self, cache_dir: Path, work_dir: Path, *, login_user: str, authorized_key: str,
                  extra_ca: Path | None = None, keep_on_failure: bool = False, progress: Progress = print,
-                 image: Path | None = None) -> None:
+                 image: Path | None = None, trees: Path | None = None) -> None:
         check_user(login_user)
         if "\n" in authorized_key.strip() or not authorized_key.startswith(("ssh-", "ecdsa-", "sk-")):
             raise SandboxError("the authorized key must be one public key line", "pass the .pub text")
         self.cache_dir, self.work_dir = cache_dir, work_dir
         self.login_user, self.authorized_key = login_user, authorized_key.strip()
         self.extra_ca, self.keep_on_failure, self.progress = extra_ca, keep_on_failure, progress
-        self.image = image
+        self.image, self.trees = image, trees
+        self.served_from_cache = False
         self.root = work_dir / "rootfs"
         self.port = 0
         self._nspawn: subprocess.Popen[bytes] | None = None
@@ -146,7 +149,10 @@ class BuildRoot:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             record_owner(self.work_dir)
             remove_tree(self.root)
-            unpack(start, self.root)
+            if self.image is not None and self.trees is not None:
+                self.served_from_cache = trees.mount(self.trees, self.image, self.root)
+            else:
+                unpack(start, self.root)
             if self.image is not None:
                 self._set_up_image()
             else:
@@ -159,7 +165,7 @@ class BuildRoot:
         except BaseException:
             self._quiesce()
             self._restore_sigterm()
-            remove_tree(self.root)
+            trees.unmount(self.root)
             raise
         return self
 
@@ -168,7 +174,7 @@ class BuildRoot:
         try:
             self._quiesce()
             if exc_type is not None and not self.keep_on_failure:
-                remove_tree(self.root)
+                trees.unmount(self.root)
         finally:
             self._restore_sigterm()
 
@@ -281,7 +287,7 @@ class BuildRoot:
             self._nspawn.wait(timeout=10)
             self._nspawn, self._init = None, 0
         if self.root.exists():
-            unmount_all(self.root)
+            unmount_all(self.root, below_only=True)  # an overlay root stays mounted for pack
 
     def _catch_sigterm(self) -> None:
         """While running, SIGTERM exits via SystemExit so that __exit__ still cleans up — unless the program
