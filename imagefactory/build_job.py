@@ -150,7 +150,7 @@ class Job:
             with self.clock.stage("machine"), sandbox_machine(
                     self.target, self.recipe, self.build_id, self.build_dir, extra_ca=self.extra_ca,
                     progress=self.progress, image=self.parent_rootfs,
-                    trees=tree_cache(self.home)) as (ssh, rootfs):
+                    trees=tree_cache(self.home), stage=self.clock.stage) as (ssh, rootfs):
                 amis = self.packer_run(ssh)
             with self.clock.stage("pack"):
                 pack_image(self.home, rootfs, self.build_id, self.progress)
