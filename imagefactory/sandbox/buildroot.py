@@ -11,7 +11,7 @@ failure it is removed unless `keep_on_failure`).
 With `image` (an incremental build: the parent build's packed rootfs, `sandbox.archive.image_path`), the
 tree starts from that image instead of the base. That tree is untrusted (a repository's code ran in it as
 root), so nothing of it runs on the host: the same setup (login user if missing, sudo, the build key,
-this machine's CAs, the hosts entry, new ssh host keys) runs inside a one-shot container (`IMAGE_SETUP`),
+this machine's CAs, the hosts entry, a new ssh host key) runs inside a one-shot container (`IMAGE_SETUP`),
 as a sandbox instance's first boot does. With `trees` too (the home's tree cache, `sandbox.trees`), the
 tree is not unpacked: it is an overlayfs mount on the image's cached tree (read-only lower layer), so
 starting costs a mount; the mount stays after exit for `pack` and goes with `trees.unmount`.
@@ -52,6 +52,9 @@ from imagefactory.waiting import WaitTimeout, wait_for
 
 OWNER_FILE = "owner.json"
 SSHD_TIMEOUT = 30.0
+# The build root's only ssh host key: ed25519 is made in milliseconds, an RSA-3072 one (of `ssh-keygen -A`)
+# in about a second. The clean-up removes host keys from the image; an instance makes its own at first boot.
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 # An image's setup, inside a one-shot container; values come as environment variables only.
 IMAGE_SETUP = f"""set -eu
 if ! id -u "$IF_USER" >/dev/null 2>&1; then
@@ -77,13 +80,13 @@ if ! grep -q '[[:space:]]{container.HOSTNAME}$' /etc/hosts 2>/dev/null; then
     printf '127.0.1.1\\t%s\\n' {container.HOSTNAME} >> /etc/hosts
 fi
 rm -f /etc/ssh/ssh_host_*
-ssh-keygen -A
+ssh-keygen -q -t ed25519 -N '' -C '' -f {HOST_KEY}
 """
 
 
 def sshd_argv(port: int, user: str) -> list[str]:
     """sshd in the foreground on 127.0.0.1:port for `user` only (keys only, no root, no PAM)."""
-    sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(port), "-o", "ListenAddress=127.0.0.1",
+    sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(port), "-h", HOST_KEY, "-o", "ListenAddress=127.0.0.1",
             "-o", "PidFile=none", "-o", "UsePAM=no", "-o", "PasswordAuthentication=no",
             "-o", "KbdInteractiveAuthentication=no", "-o", "PermitRootLogin=no", "-o", "UseDNS=no",
             "-o", f"AllowUsers={user}"]
@@ -160,7 +163,7 @@ class BuildRoot:
                 self._add_user()
                 self._trust_host_cas()
                 self._network_files()
-                self._chroot("ssh-keygen", "-A")
+                self._chroot("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", HOST_KEY)
             self._start_sshd()
         except BaseException:
             self._quiesce()
