@@ -67,14 +67,20 @@ def _write_stamp(entry: Path, sha: str) -> None:
     atomic_write(entry / STAMP, json.dumps({"sha256": sha}) + "\n")
 
 
-def keep(trees: Path, archive: Path, tree: Path) -> Path:
-    """Move `tree`, just packed into `archive` (nothing mounted or running in it), into the cache."""
+def keep(trees: Path, archive: Path, tree: Path) -> Path | None:
+    """Move `tree`, just packed into `archive` (nothing mounted or running in it), into the cache; where it
+    cannot be moved (another file system), it is removed and None returned (that image unpacks on first use)."""
     sha = digest(archive)
     with locked(trees, what="the sandbox tree cache"):
         entry = _entry(trees, archive)
         remove_tree(entry)
         entry.mkdir(parents=True)
-        os.rename(tree, entry / "rootfs")
+        try:
+            os.rename(tree, entry / "rootfs")
+        except OSError:
+            remove_tree(entry)
+            remove_tree(tree)
+            return None
         _write_stamp(entry, sha)
         _evict(trees, keep_entry=entry)
     return entry / "rootfs"
