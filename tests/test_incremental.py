@@ -258,6 +258,9 @@ def test_the_incremental_bake_has_the_new_commit_and_the_parents_environment(cha
     for mark in ("[05-prepare] done", "[50-repo] done", "[80-smoke] smoke test passed",
                  "manifest: /etc/imagefactory/manifest.json: commit", "[90-cleanup] done", "[95-secret-scan] clean"):
         assert mark in log
+    # the build root was an overlay on the full build's tree, kept (not unpacked) when it was packed
+    assert f"sandbox: build root on the cached tree of {full['build_id']}.tar.zst (overlay)" in chain["stderr"]
+    assert (trees.cache_dir(chain_home) / full["build_id"] / "rootfs/etc/imagefactory/manifest.json").is_file()
 
 
 def read_image(archive: Path, wanted: tuple[str, ...]) -> tuple[set[str], dict[str, str]]:
