@@ -109,7 +109,9 @@ def mount(trees: Path, archive: Path, root: Path) -> bool:
             os.rename(entry / "rootfs.part", tree)
             _write_stamp(entry, sha)
         os.utime(entry / STAMP)  # most recently used
-        options = f"lowerdir={tree},upperdir={layers / 'upper'},workdir={layers / 'work'}"
+        # volatile: no syncs of the upper file system (nor its unmount's, about 0.6 s after packing an
+        # image); the upper layer is thrown away after packing, never mounted again
+        options = f"lowerdir={tree},upperdir={layers / 'upper'},workdir={layers / 'work'},volatile"
         proc.run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], timeout=60)
         _evict(trees, keep_entry=entry)
     return served
