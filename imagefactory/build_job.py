@@ -46,6 +46,7 @@ from imagefactory.render import (
     write_build_dir,
 )
 from imagefactory.repo import Checkout
+from imagefactory.sandbox.trees import cache_dir as tree_cache
 from imagefactory.smoke import smoke_config
 from imagefactory.tags import BASE_AMI_NAME_TAG, BUILD_ID_TAG
 from imagefactory.timestamps import stamp
@@ -148,7 +149,8 @@ class Job:
                 return self.packer_run(None)
             with self.clock.stage("machine"), sandbox_machine(
                     self.target, self.recipe, self.build_id, self.build_dir, extra_ca=self.extra_ca,
-                    progress=self.progress, image=self.parent_rootfs) as (ssh, rootfs):
+                    progress=self.progress, image=self.parent_rootfs,
+                    trees=tree_cache(self.home), stage=self.clock.stage) as (ssh, rootfs):
                 amis = self.packer_run(ssh)
             with self.clock.stage("pack"):
                 pack_image(self.home, rootfs, self.build_id, self.progress)

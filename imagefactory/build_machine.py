@@ -9,7 +9,7 @@ emulator: the *same* template and scripts run for real. `plan` decides (pure); `
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,12 @@ from imagefactory.render import SshEndpoint
 from imagefactory.sandbox.archive import image_path
 
 Progress = Callable[[str], None]
+Stage = Callable[[str], AbstractContextManager[None]]
+
+
+@contextmanager
+def _untimed(name: str) -> Iterator[None]:
+    yield
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,12 @@ def _build_key(build_dir: Path) -> tuple[Path, str]:
 @contextmanager
 def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Path, *,
                     extra_ca: Path | None, progress: Progress,
-                    image: Path | None = None) -> Iterator[tuple[SshEndpoint, Path]]:
+                    image: Path | None = None, trees: Path | None = None,
+                    stage: Stage = _untimed) -> Iterator[tuple[SshEndpoint, Path]]:
     """A running build root for Packer to provision: yields its SSH endpoint and the rootfs path. It starts
-    from the base rootfs, or from `image` (an incremental build: the parent build's packed rootfs).
+    from the base rootfs, or from `image` (an incremental build: the parent build's packed rootfs; with
+    `trees`, the tree cache, as an overlay on its cached unpacked tree). Starting and stopping the build
+    root are timed as `stage("root-start")` and `stage("root-stop")`.
 
     The build key is imported into the emulator (Packer launches the emulated instance with it) and
     removed afterwards; the rootfs's processes and mounts are gone when this exits, on any path.
@@ -71,10 +80,18 @@ def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Pa
     leftovers.record_cloud(build_dir, region=region, key_pair=keypair)  # found again if this process dies
     ec2.import_key_pair(KeyName=keypair, PublicKeyMaterial=public_key.encode())
     try:
-        with BuildRoot(rootfs_cache_dir(), build_dir, login_user=recipe.image.login_user,
-                       authorized_key=public_key, extra_ca=extra_ca, progress=progress, image=image) as root:
+        with ExitStack() as running:
+            with stage("root-start"):
+                root = running.enter_context(BuildRoot(
+                    rootfs_cache_dir(), build_dir, login_user=recipe.image.login_user, authorized_key=public_key,
+                    extra_ca=extra_ca, progress=progress, image=image, trees=trees))
+            if image is not None and trees is not None:
+                progress(f"sandbox: build root on the {'cached' if root.served_from_cache else 'newly unpacked'} "
+                         f"tree of {image.name} (overlay)")
             progress(f"sandbox: build root {root.root} serving ssh on 127.0.0.1:{root.port}")
             yield SshEndpoint("127.0.0.1", root.port, keypair, str(private_key)), root.root
+            with stage("root-stop"):
+                running.close()
     finally:
         ec2.delete_key_pair(KeyName=keypair)
         leftovers.forget_cloud(build_dir)
@@ -87,14 +104,19 @@ def parent_image(home: Home, build_id: str) -> Path | None:
 
 
 def pack_image(home: Home, rootfs: Path, build_id: str, progress: Progress) -> Path:
-    """Pack the provisioned rootfs as the sandbox AMIs' content, then drop the unpacked tree."""
+    """Pack the provisioned rootfs as the sandbox AMIs' content. A plain tree (a full build's) is then kept
+    in the tree cache (an incremental build from this one starts on it); an overlay build root is dropped."""
+    from imagefactory.sandbox import trees
     from imagefactory.sandbox.archive import pack
-    from imagefactory.sandbox.teardown import remove_tree
+    from imagefactory.sandbox.teardown import mounts_under
 
     dest = image_path(home, build_id)
     dest.parent.mkdir(parents=True, exist_ok=True)
     info = pack(rootfs, dest)
-    remove_tree(rootfs)
+    if mounts_under(rootfs):
+        trees.unmount(rootfs)
+    else:
+        trees.keep(trees.cache_dir(home), dest, rootfs)
     progress(f"sandbox: image packed to {dest} ({info.packed_bytes / 1e6:.0f} MB, "
              f"{info.unpacked_bytes / 1e6:.0f} MB unpacked)")
     return dest

@@ -46,12 +46,13 @@ from imagefactory.render import (
     template_files,
     write_build_dir,
 )
+from imagefactory.sandbox import trees
 from imagefactory.sandbox.archive import image_path, pack, unpack
 from imagefactory.sandbox.base import ensure_base
 from imagefactory.sandbox.buildroot import BuildRoot, sshd_answers
 from imagefactory.sandbox.emulator import status
 from imagefactory.sandbox.host import sandbox_supported
-from imagefactory.sandbox.teardown import remove_tree
+from imagefactory.sandbox.teardown import mounts_under, remove_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hello-binder"
@@ -257,6 +258,9 @@ def test_the_incremental_bake_has_the_new_commit_and_the_parents_environment(cha
     for mark in ("[05-prepare] done", "[50-repo] done", "[80-smoke] smoke test passed",
                  "manifest: /etc/imagefactory/manifest.json: commit", "[90-cleanup] done", "[95-secret-scan] clean"):
         assert mark in log
+    # the build root was an overlay on the full build's tree, kept (not unpacked) when it was packed
+    assert f"sandbox: build root on the cached tree of {full['build_id']}.tar.zst (overlay)" in chain["stderr"]
+    assert (trees.cache_dir(chain_home) / full["build_id"] / "rootfs/etc/imagefactory/manifest.json").is_file()
 
 
 def read_image(archive: Path, wanted: tuple[str, ...]) -> tuple[set[str], dict[str, str]]:
@@ -321,9 +325,11 @@ def test_a_parent_whose_ami_is_gone_gives_a_full_bake_saying_why(chain: dict[str
 
 # ------------------------------------------------------------------ a build root from an image
 
-def test_a_build_root_from_an_image_is_set_up_inside_its_container(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["unpacked", "overlay-on-cached-tree"])
+def test_a_build_root_from_an_image_is_set_up_inside_its_container(tmp_path: Path, cached: bool) -> None:
     """An image is untrusted (a repository's code ran in it as root): a link it planted where the setup
-    writes (the sudoers file, the user's authorized_keys) must lead inside the tree, never to the host."""
+    writes (the sudoers file, the user's authorized_keys) must lead inside the tree, never to the host;
+    also when the build root is an overlay on the image's cached tree, which the setup leaves unchanged."""
     ok, why = sandbox_supported()
     assert ok, f"the sandbox rootfs cannot run here: {why}"
     tree, witness = tmp_path / "tree", tmp_path / "host-witness"
@@ -339,12 +345,19 @@ def test_a_build_root_from_an_image_is_set_up_inside_its_container(tmp_path: Pat
     key = tmp_path / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     pub = (tmp_path / "key.pub").read_text()
+    cache = tmp_path / "trees" if cached else None
     with BuildRoot(rootfs_cache_dir(), tmp_path / "work", login_user="ubuntu", authorized_key=pub,
-                   image=image) as root:
+                   image=image, trees=cache) as root:
         assert sshd_answers(root.port)
+        assert bool(mounts_under(root.root)) == cached and root.served_from_cache is False
         keys = root.run(["cat", "/home/ubuntu/.ssh/authorized_keys"])
         assert keys.returncode == 0 and keys.stdout.strip() == pub.strip()
         assert root.run(["sudo", "-n", "-u", "ubuntu", "sudo", "-n", "true"]).returncode == 0
         assert root.run(["sh", "-c", "ls /etc/ssh/ssh_host_*_key"]).returncode == 0, "fresh host keys"
     assert witness.read_text() == "host file\n", "the setup wrote through a planted link to the host"
-    remove_tree(root.root)
+    if cached:
+        tree = tmp_path / "trees/parent/rootfs"
+        assert (tree / "etc/sudoers.d/90-imagefactory").readlink() == witness, "the cached tree is unchanged"
+        assert not (tree / "etc/ssh/ssh_host_ed25519_key").exists()
+    trees.unmount(root.root)
+    assert not mounts_under(tmp_path)

@@ -11,8 +11,10 @@ failure it is removed unless `keep_on_failure`).
 With `image` (an incremental build: the parent build's packed rootfs, `sandbox.archive.image_path`), the
 tree starts from that image instead of the base. That tree is untrusted (a repository's code ran in it as
 root), so nothing of it runs on the host: the same setup (login user if missing, sudo, the build key,
-this machine's CAs, the hosts entry, new ssh host keys) runs inside a one-shot container (`IMAGE_SETUP`),
-as a sandbox instance's first boot does.
+this machine's CAs, the hosts entry, a new ssh host key) runs inside a one-shot container (`IMAGE_SETUP`),
+as a sandbox instance's first boot does. With `trees` too (the home's tree cache, `sandbox.trees`), the
+tree is not unpacked: it is an overlayfs mount on the image's cached tree (read-only lower layer), so
+starting costs a mount; the mount stays after exit for `pack` and goes with `trees.unmount`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from types import FrameType, TracebackType
 from imagefactory import proc
 from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write
-from imagefactory.sandbox import container
+from imagefactory.sandbox import container, trees
 from imagefactory.sandbox.archive import unpack
 from imagefactory.sandbox.base import ensure_base
 from imagefactory.sandbox.host import (
@@ -50,6 +52,9 @@ from imagefactory.waiting import WaitTimeout, wait_for
 
 OWNER_FILE = "owner.json"
 SSHD_TIMEOUT = 30.0
+# The build root's only ssh host key: ed25519 is made in milliseconds, an RSA-3072 one (of `ssh-keygen -A`)
+# in about a second. The clean-up removes host keys from the image; an instance makes its own at first boot.
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 # An image's setup, inside a one-shot container; values come as environment variables only.
 IMAGE_SETUP = f"""set -eu
 if ! id -u "$IF_USER" >/dev/null 2>&1; then
@@ -75,13 +80,13 @@ if ! grep -q '[[:space:]]{container.HOSTNAME}$' /etc/hosts 2>/dev/null; then
     printf '127.0.1.1\\t%s\\n' {container.HOSTNAME} >> /etc/hosts
 fi
 rm -f /etc/ssh/ssh_host_*
-ssh-keygen -A
+ssh-keygen -q -t ed25519 -N '' -C '' -f {HOST_KEY}
 """
 
 
 def sshd_argv(port: int, user: str) -> list[str]:
     """sshd in the foreground on 127.0.0.1:port for `user` only (keys only, no root, no PAM)."""
-    sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(port), "-o", "ListenAddress=127.0.0.1",
+    sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(port), "-h", HOST_KEY, "-o", "ListenAddress=127.0.0.1",
             "-o", "PidFile=none", "-o", "UsePAM=no", "-o", "PasswordAuthentication=no",
             "-o", "KbdInteractiveAuthentication=no", "-o", "PermitRootLogin=no", "-o", "UseDNS=no",
             "-o", f"AllowUsers={user}"]
@@ -125,14 +130,15 @@ class BuildRoot:
 
     def __init__(self, cache_dir: Path, work_dir: Path, *, login_user: str, authorized_key: str,
                  extra_ca: Path | None = None, keep_on_failure: bool = False, progress: Progress = print,
-                 image: Path | None = None) -> None:
+                 image: Path | None = None, trees: Path | None = None) -> None:
         check_user(login_user)
         if "\n" in authorized_key.strip() or not authorized_key.startswith(("ssh-", "ecdsa-", "sk-")):
             raise SandboxError("the authorized key must be one public key line", "pass the .pub text")
         self.cache_dir, self.work_dir = cache_dir, work_dir
         self.login_user, self.authorized_key = login_user, authorized_key.strip()
         self.extra_ca, self.keep_on_failure, self.progress = extra_ca, keep_on_failure, progress
-        self.image = image
+        self.image, self.trees = image, trees
+        self.served_from_cache = False
         self.root = work_dir / "rootfs"
         self.port = 0
         self._nspawn: subprocess.Popen[bytes] | None = None
@@ -146,7 +152,10 @@ class BuildRoot:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             record_owner(self.work_dir)
             remove_tree(self.root)
-            unpack(start, self.root)
+            if self.image is not None and self.trees is not None:
+                self.served_from_cache = trees.mount(self.trees, self.image, self.root)
+            else:
+                unpack(start, self.root)
             if self.image is not None:
                 self._set_up_image()
             else:
@@ -154,12 +163,12 @@ class BuildRoot:
                 self._add_user()
                 self._trust_host_cas()
                 self._network_files()
-                self._chroot("ssh-keygen", "-A")
+                self._chroot("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", HOST_KEY)
             self._start_sshd()
         except BaseException:
             self._quiesce()
             self._restore_sigterm()
-            remove_tree(self.root)
+            trees.unmount(self.root)
             raise
         return self
 
@@ -168,7 +177,7 @@ class BuildRoot:
         try:
             self._quiesce()
             if exc_type is not None and not self.keep_on_failure:
-                remove_tree(self.root)
+                trees.unmount(self.root)
         finally:
             self._restore_sigterm()
 
@@ -281,7 +290,7 @@ class BuildRoot:
             self._nspawn.wait(timeout=10)
             self._nspawn, self._init = None, 0
         if self.root.exists():
-            unmount_all(self.root)
+            unmount_all(self.root, below_only=True)  # an overlay root stays mounted for pack
 
     def _catch_sigterm(self) -> None:
         """While running, SIGTERM exits via SystemExit so that __exit__ still cleans up — unless the program

@@ -27,10 +27,10 @@ from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write
 from imagefactory.home import Home
 from imagefactory.result import Result
-from imagefactory.sandbox import emulator, instances, teardown
+from imagefactory.sandbox import emulator, instances, teardown, trees
 from imagefactory.sandbox.buildroot import OWNER_FILE, owner_alive
 from imagefactory.sandbox.host import Progress
-from imagefactory.sandbox.teardown import end, kill_processes, naming, processes_in, remove_tree
+from imagefactory.sandbox.teardown import end, kill_processes, naming, processes_in
 from imagefactory.tags import PACKER_PREFIX
 
 CLOUD_FILE = "cloud.json"
@@ -168,7 +168,7 @@ def remove(home: Home, found: list[Leftover], progress: Progress) -> list[Leftov
         elif item.kind == "mounts":
             teardown.unmount_all(build_dir / "rootfs")
         elif item.kind == "rootfs":
-            remove_tree(Path(item.name))
+            trees.unmount(Path(item.name))  # the tree (an overlay build root's mount too) and its layers
         else:
             ec2 = _ec2(home, item.region)
             try:

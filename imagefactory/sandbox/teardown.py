@@ -31,6 +31,11 @@ def mounts_under(root: Path) -> list[str]:
     return sorted({p for p in decoded if inside(p, root)}, key=len, reverse=True)
 
 
+def mounts_below(root: Path) -> list[str]:
+    """Mount points strictly below root, deepest first (root itself may be a mount: an overlay build root)."""
+    return [p for p in mounts_under(root) if p != str(root.resolve())]
+
+
 def _pids() -> list[int]:
     return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
 
@@ -136,12 +141,13 @@ def _live(pids: list[int]) -> list[int]:
     return alive
 
 
-def unmount_all(root: Path) -> None:
-    """Unmount everything at or below root, deepest first; lazily if a plain unmount fails."""
-    for point in mounts_under(root):
+def unmount_all(root: Path, *, below_only: bool = False) -> None:
+    """Unmount everything at or below root (only below it with `below_only`: a root that is itself a mount,
+    an overlay build root, stays), deepest first; lazily if a plain unmount fails."""
+    for point in mounts_below(root) if below_only else mounts_under(root):
         if proc.run(["umount", point], check=False).returncode != 0:
             proc.run(["umount", "-l", point], check=False)
-    left = mounts_under(root)
+    left = mounts_below(root) if below_only else mounts_under(root)
     if left:
         raise SandboxError(f"still mounted under {root}: {', '.join(left)}", "unmount them by hand")
 
