@@ -109,12 +109,25 @@ def mount(trees: Path, archive: Path, root: Path) -> bool:
             os.rename(entry / "rootfs.part", tree)
             _write_stamp(entry, sha)
         os.utime(entry / STAMP)  # most recently used
-        # volatile: no syncs of the upper file system (nor its unmount's, about 0.6 s after packing an
-        # image); the upper layer is thrown away after packing, never mounted again
-        options = f"lowerdir={tree},upperdir={layers / 'upper'},workdir={layers / 'work'},volatile"
-        proc.run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], timeout=60)
+        _mount_overlay(tree, layers, root)
         _evict(trees, keep_entry=entry)
     return served
+
+
+def _mount_overlay(tree: Path, layers: Path, root: Path) -> None:
+    """`volatile` (Linux 5.10+): no syncs of the upper file system, nor its unmount's (about 0.6 s after
+    packing an image); the upper layer is thrown away after packing, never mounted again. An older kernel
+    refuses the option: mounted without it. No overlayfs at all: one line saying so."""
+    options = f"lowerdir={tree},upperdir={layers / 'upper'},workdir={layers / 'work'}"
+    try:
+        proc.run(["mount", "-t", "overlay", "overlay", "-o", options + ",volatile", str(root)], timeout=60)
+    except proc.CommandError:
+        try:
+            proc.run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], timeout=60)
+        except proc.CommandError as exc:
+            raise SandboxError(f"cannot mount the incremental build root (an overlayfs on {tree}): {exc.message}",
+                               "the sandbox's incremental bakes need overlayfs (modprobe overlay, as root); "
+                               "or rebuild in full: invoke rebuild --full") from None
 
 
 def unmount(root: Path) -> None:
