@@ -175,6 +175,42 @@ def sandbox_client(endpoint: str, service: str = "ec2", region: str = "us-west-2
                         aws_session_token=creds.get("AWS_SESSION_TOKEN"))
 
 
+def build_amis(home: Home, build_id: str, regions: tuple[str, ...] = ("us-west-2", "us-east-2")) -> list[Any]:
+    """The home's emulator's AMIs (the owner's) tagged with `build_id`, in every region given."""
+    from imagefactory.sandbox.emulator import status
+    from imagefactory.tags import BUILD_ID_TAG
+
+    info = status(home.emulator_dir)
+    assert info is not None, "the emulator is up"
+    found: list[Any] = []
+    for region in regions:
+        found += sandbox_client(info.endpoint, region=region).describe_images(Owners=["self"], Filters=[
+            {"Name": f"tag:{BUILD_ID_TAG}", "Values": [build_id]}])["Images"]
+    return found
+
+
+def home_processes(home: Home, naming: str | None = None) -> list[str]:
+    """Live processes working inside the home, or whose command line names `naming` (default: the home's
+    path); the emulator's own excepted."""
+    from imagefactory.sandbox.emulator import status
+
+    emulator = status(home.emulator_dir)
+    needle = naming or str(home.root)
+    left = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or (emulator and int(entry.name) == emulator.pid):
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (needle in cmdline or cwd.startswith(str(home.root))):
+            left.append(f"{entry.name}: {cmdline.strip()} (in {cwd})")
+    return left
+
+
 def kill_bake_mid_provisioning(home: Home, repo: Path) -> Path:
     """Start a provisioned sandbox bake of `repo` and SIGKILL the orchestrator only (no clean-up runs; Packer and
     the build root are orphaned, as a crash leaves them) once Packer provisions over ssh; the build's directory."""

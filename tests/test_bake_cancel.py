@@ -16,11 +16,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
-from conftest import MakeRepo, cli_env
+from conftest import MakeRepo, build_amis, cli_env, home_processes
 
 from imagefactory import catalog
 from imagefactory.home import Home
@@ -102,36 +100,6 @@ def only_build(home: Home, name: str) -> catalog.Build:
     return build
 
 
-def amis_of(home: Home, build_id: str) -> list[Any]:
-    info = status(home.emulator_dir)
-    assert info is not None
-    found = []
-    for region in ("us-west-2", "us-east-2"):
-        ec2 = boto3.client("ec2", region_name=region, endpoint_url=info.endpoint, aws_access_key_id="x",
-                           aws_secret_access_key="x")
-        found += ec2.describe_images(Owners=["self"], Filters=[
-            {"Name": "tag:imagefactory:build-id", "Values": [build_id]}])["Images"]
-    return found
-
-
-def processes_of_the_build(home: Home, tag: str) -> list[str]:
-    """Every live process that runs the probe or works inside the home (the emulator's own excepted)."""
-    emulator = status(home.emulator_dir)
-    left = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or (emulator and int(entry.name) == emulator.pid):
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (f"if-cancel-probe-{tag}" in cmdline or cwd.startswith(str(home.root))):
-            left.append(f"{entry.name}: {cmdline.strip()} (in {cwd})")
-    return left
-
-
 def ssh_port(build_dir: Path) -> int:
     return json.loads((build_dir / "imagefactory.pkrvars.json").read_text())["ssh_port"]
 
@@ -151,8 +119,8 @@ def test_ctrl_c_mid_provisioning_cancels_packer_within_seconds(home: Home, make_
     assert build.status == "interrupted" and not build.amis
     assert build.error is not None and "60-post-build" in build.error
     assert "no AMI had been created (none of this build exists)" in build.error
-    assert amis_of(home, build.id) == []
-    assert processes_of_the_build(home, tag) == []
+    assert build_amis(home, build.id) == []
+    assert home_processes(home, naming=f"if-cancel-probe-{tag}") == []
     build_dir = Path(build.build_dir or "")
     assert stat.S_IMODE(build_dir.stat().st_mode) == 0o700
     assert not (build_dir / "provision" / "repo.tar").exists(), "the copy of the repo is gone"
@@ -177,4 +145,4 @@ def test_the_emulator_dying_mid_provisioning_ends_the_bake_in_one_line(home: Hom
     assert build.status == "failed" and build.error is not None
     assert build.error.startswith(f"the sandbox emulator (pid {emulator.pid}) stopped during the build")
     assert "could not check for AMIs of this build: the sandbox emulator is not running" in build.error
-    assert processes_of_the_build(home, tag) == []
+    assert home_processes(home, naming=f"if-cancel-probe-{tag}") == []

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from conftest import git, new_home, run_cli, stop_emulator, write_files
+from conftest import build_amis, git, home_processes, new_home, run_cli, stop_emulator, write_files
 
 from imagefactory import catalog
 from imagefactory.home import Home
@@ -21,7 +20,6 @@ from imagefactory.recipe import load_recipe, write_recipe
 from imagefactory.recipe.model import Recipe
 from imagefactory.recipe.resolve import find_uv
 from imagefactory.sandbox.archive import image_path
-from imagefactory.sandbox.emulator import status
 
 pytestmark = pytest.mark.network  # uv lock, uv and apt install from the package indexes
 
@@ -119,36 +117,6 @@ FAILING = {
 }
 
 
-def amis_of(h: Home, build_id: str) -> list[Any]:
-    info = status(h.emulator_dir)
-    assert info is not None, "the emulator is still up after the failed bake"
-    found = []
-    for region in ("us-west-2", "us-east-2"):
-        ec2 = boto3.client("ec2", region_name=region, endpoint_url=info.endpoint, aws_access_key_id="x",
-                           aws_secret_access_key="x")
-        found += ec2.describe_images(Owners=["self"], Filters=[
-            {"Name": "tag:imagefactory:build-id", "Values": [build_id]}])["Images"]
-    return found
-
-
-def processes_in(h: Home) -> list[str]:
-    """Live processes working in the home or naming it, but the emulator."""
-    emulator = status(h.emulator_dir)
-    left = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or (emulator and int(entry.name) == emulator.pid):
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (str(h.root) in cmdline or cwd.startswith(str(h.root))):
-            left.append(f"{entry.name}: {cmdline.strip()} (in {cwd})")
-    return left
-
-
 @pytest.fixture(scope="module")
 def failing_bake(lock_home: Home, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
     repo = commit(tmp_path_factory.mktemp("repos") / "broken-notebook", FAILING)
@@ -172,6 +140,6 @@ def test_a_failing_notebook_cell_fails_the_bake_naming_the_notebook_and_cell(
     assert build.status == "failed" and not build.amis
     assert build.error is not None
     assert "notebooks/broken.ipynb" in build.error and "cell 2" in build.error and "ValueError" in build.error
-    assert amis_of(lock_home, build.id) == []
+    assert build_amis(lock_home, build.id) == []
     assert not image_path(lock_home, build.id).exists()
-    assert processes_in(lock_home) == []
+    assert home_processes(lock_home) == []
