@@ -1,22 +1,22 @@
-"""Unpacked copies of packed build images: an incremental build root starts from one without unpacking.
+"""Unpacked copies of build images: an incremental build root starts from one without unpacking.
 
-A sandbox build's image is a packed rootfs (`archive.image_path`); unpacking one (zstd | tar, hundreds
-of MB) was most of what starting an incremental build root cost. So a build's tree is kept in the home's
-tree cache, `<trees>/<build id>/rootfs`, beside `stamp.json`, the sha256 of the archive it is the content
-of. A full build's tree is moved there once packed (`keep`, a rename); an image whose tree is missing or
-stale is unpacked there on first use. An incremental build root is then an overlayfs mount (`mount`):
-the cached tree is its only, read-only, lower layer and the upper layer is in the build's directory
-(`layers_dir`). So a build never modifies a cached tree, and only the kernel reads it (it is untrusted:
-a repository's code ran in it as root; nothing of it runs on the host).
+A sandbox build's image is packed (`sandbox.images`: a whole rootfs, or a layer over its parent's);
+unpacking one (zstd | tar, hundreds of MB) was most of what starting an incremental build root cost. So a
+build's tree is kept in the home's tree cache, `<trees>/<build id>/rootfs`, beside `stamp.json`, the
+identity of the packed files it is the content of (`Image.identity`). A full build's tree is moved there
+once packed (`keep`, a rename); an image whose tree is missing or stale is unpacked there on first use.
+An incremental build root is then an overlayfs mount (`mount`): the cached tree is its only, read-only,
+lower layer and the upper layer is in the build's directory (`layers_dir`), which is what the build's
+own image packs (`images.pack_layer`). So a build never modifies a cached tree, and only the kernel reads
+it (it is untrusted: a repository's code ran in it as root; nothing of it runs on the host).
 
-A tree is served only while its stamp matches the archive's digest (a re-packed or replaced archive is
-unpacked afresh). At most `KEEP` trees are kept: the least recently used go first, never one that a
+A tree is served only while its stamp matches its image's packed files (a re-packed or replaced archive
+is unpacked afresh). At most `KEEP` trees are kept: the least recently used go first, never one that a
 mounted build root uses. The cache's lock is held while a tree is chosen, unpacked, mounted or removed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,12 +25,15 @@ from imagefactory import proc
 from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write, locked
 from imagefactory.home import Home
-from imagefactory.sandbox.archive import unpack
+from imagefactory.sandbox import images
+from imagefactory.sandbox.images import Image
 from imagefactory.sandbox.teardown import remove_tree
 
 KEEP = 2
 STAMP = "stamp.json"
-ARCHIVE_SUFFIX = ".tar.zst"
+# An upper layer that says everything in itself: a renamed lower directory is copied up whole (no
+# redirect), a changed owner or mode copies the file (no metadata-only copy), no index of hard links.
+LAYER_OPTIONS = "redirect_dir=off,index=off,metacopy=off"
 
 
 def cache_dir(home: Home) -> Path:
@@ -43,36 +46,34 @@ def layers_dir(root: Path) -> Path:
     return root.with_name(root.name + ".layers")
 
 
-def digest(archive: Path) -> str:
-    sha = hashlib.sha256()
-    with archive.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()
+def upper_dir(root: Path) -> Path:
+    """The upper layer of the overlay build root at `root`: what the build changed."""
+    return layers_dir(root) / "upper"
 
 
-def _entry(trees: Path, archive: Path) -> Path:
-    return trees / archive.name.removesuffix(ARCHIVE_SUFFIX)
+def tree_of(trees: Path, image: Image) -> Path:
+    """Where the cache keeps `image`'s tree (an overlay build root on it has it as its lower layer)."""
+    return trees / image.build_id / "rootfs"
 
 
 def _stamp(entry: Path) -> str | None:
     try:
-        value = json.loads((entry / STAMP).read_text(encoding="utf-8")).get("sha256")
+        value = json.loads((entry / STAMP).read_text(encoding="utf-8")).get("packed")
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
 
 
-def _write_stamp(entry: Path, sha: str) -> None:
-    atomic_write(entry / STAMP, json.dumps({"sha256": sha}) + "\n")
+def _write_stamp(entry: Path, identity: str) -> None:
+    atomic_write(entry / STAMP, json.dumps({"packed": identity}) + "\n")
 
 
-def keep(trees: Path, archive: Path, tree: Path) -> Path | None:
-    """Move `tree`, just packed into `archive` (nothing mounted or running in it), into the cache; where it
+def keep(trees: Path, image: Image, tree: Path) -> Path | None:
+    """Move `tree`, just packed as `image` (nothing mounted or running in it), into the cache; where it
     cannot be moved (another file system), it is removed and None returned (that image unpacks on first use)."""
-    sha = digest(archive)
+    identity = image.identity()
     with locked(trees, what="the sandbox tree cache"):
-        entry = _entry(trees, archive)
+        entry = tree_of(trees, image).parent
         remove_tree(entry)
         entry.mkdir(parents=True)
         try:
@@ -81,33 +82,33 @@ def keep(trees: Path, archive: Path, tree: Path) -> Path | None:
             remove_tree(entry)
             remove_tree(tree)
             return None
-        _write_stamp(entry, sha)
+        _write_stamp(entry, identity)
         _evict(trees, keep_entry=entry)
     return entry / "rootfs"
 
 
-def mount(trees: Path, archive: Path, root: Path) -> bool:
-    """Mount at `root` an overlay of the cached tree of `archive` (unpacked into the cache first if it is
+def mount(trees: Path, image: Image, root: Path) -> bool:
+    """Mount at `root` an overlay of the cached tree of `image` (unpacked into the cache first if it is
     missing or stale) with a fresh upper layer in `layers_dir(root)`; True if the cached tree was served."""
-    sha = digest(archive)
+    identity = image.identity()
     layers = layers_dir(root)
     remove_tree(layers)
     (layers / "upper").mkdir(parents=True)
     (layers / "work").mkdir()
     root.mkdir(parents=True, exist_ok=True)
     with locked(trees, what="the sandbox tree cache"):
-        entry = _entry(trees, archive)
-        tree = entry / "rootfs"
-        served = _stamp(entry) == sha and tree.is_dir()
+        tree = tree_of(trees, image)
+        entry = tree.parent
+        served = _stamp(entry) == identity and tree.is_dir()
         if not served and in_use(tree):
-            raise SandboxError(f"the cached tree of {archive} is stale but a running build root uses it",
+            raise SandboxError(f"the cached tree of build {image.build_id} is stale but a running build root uses it",
                                "bake again once that build has ended")
         if not served:
             remove_tree(entry)
             entry.mkdir(parents=True)
-            unpack(archive, entry / "rootfs.part")
+            images.unpack(image, entry / "rootfs.part")
             os.rename(entry / "rootfs.part", tree)
-            _write_stamp(entry, sha)
+            _write_stamp(entry, identity)
         os.utime(entry / STAMP)  # most recently used
         _mount_overlay(tree, layers, root)
         _evict(trees, keep_entry=entry)
@@ -115,19 +116,22 @@ def mount(trees: Path, archive: Path, root: Path) -> bool:
 
 
 def _mount_overlay(tree: Path, layers: Path, root: Path) -> None:
-    """`volatile` (Linux 5.10+): no syncs of the upper file system, nor its unmount's (about 0.6 s after
-    packing an image); the upper layer is thrown away after packing, never mounted again. An older kernel
-    refuses the option: mounted without it. No overlayfs at all: one line saying so."""
+    """With LAYER_OPTIONS and `volatile` (Linux 5.10+): no syncs of the upper file system, nor its
+    unmount's (about 0.6 s after packing an image); the upper layer is packed once unmounted, never mounted
+    again. An older kernel refuses `volatile`: mounted without it (and one older than 4.19, without
+    LAYER_OPTIONS, features it does not have). No overlayfs at all: one line saying so."""
     options = f"lowerdir={tree},upperdir={layers / 'upper'},workdir={layers / 'work'}"
-    try:
-        proc.run(["mount", "-t", "overlay", "overlay", "-o", options + ",volatile", str(root)], timeout=60)
-    except proc.CommandError:
+    tries = [f"{options},{LAYER_OPTIONS},volatile", f"{options},{LAYER_OPTIONS}", options]
+    failure = ""
+    for attempt in tries:
         try:
-            proc.run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], timeout=60)
+            proc.run(["mount", "-t", "overlay", "overlay", "-o", attempt, str(root)], timeout=60)
+            return
         except proc.CommandError as exc:
-            raise SandboxError(f"cannot mount the incremental build root (an overlayfs on {tree}): {exc.message}",
-                               "the sandbox's incremental bakes need overlayfs (modprobe overlay, as root); "
-                               "or rebuild in full: invoke rebuild --full") from None
+            failure = exc.message
+    raise SandboxError(f"cannot mount the incremental build root (an overlayfs on {tree}): {failure}",
+                       "the sandbox's incremental bakes need overlayfs (modprobe overlay, as root); "
+                       "or rebuild in full: invoke rebuild --full")
 
 
 def unmount(root: Path) -> None:
