@@ -240,9 +240,14 @@ def pack_layer(upper: Path, lower: Path, images: Path, build_id: str, parent: st
                 removed.append(rel)
     dest = archive_path(images, build_id)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(layer_file(dest), json.dumps({"layer_version": LAYER_VERSION, "parent": parent,
-                                               "removed": removed, "replaced": replaced}, indent=1) + "\n")
-    packed = archive.pack_members(upper, [rel for rel, _ in members], dest, xattrs_exclude="trusted.overlay.*")
+    meta = layer_file(dest)
+    atomic_write(meta, json.dumps({"layer_version": LAYER_VERSION, "parent": parent, "removed": removed,
+                                   "replaced": replaced}, indent=1) + "\n")
+    try:
+        packed = archive.pack_members(upper, [rel for rel, _ in members], dest, xattrs_exclude="trusted.overlay.*")
+    except BaseException:
+        meta.unlink(missing_ok=True)
+        raise
     return archive.PackInfo(dest, packed, size)
 
 
