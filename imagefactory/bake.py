@@ -106,9 +106,6 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
         notes.append(dataplan.notice)
     if target.sandbox and dataplan.provision:
         check_sandbox_needs(preflight(recipe, target="sandbox", rehearse=rehearsal(home, recipe, found.path)))
-    if opts.resolve:
-        with clock.stage("packages"):
-            _check_packages(home, recipe, found, progress)
     inputs = (environment_inputs(recipe, found.path, environment_stages_digest(home.packer_dir))
               if dataplan.provision else None)
     start = _start(home, target, recipe, opts.parent, provision=dataplan.provision, inputs=inputs or {})
@@ -116,6 +113,9 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     if line:
         progress(line)
         notes.append(line)
+    if opts.resolve and start.image is None:  # an incremental build installs no packages: its parent's stay
+        with clock.stage("packages"):
+            _check_packages(home, recipe, found, progress)
     build_id = new_build_id()
     job = Job(home=home, target=target, packer=packer, recipe=recipe, found=found, recipe_path=recipe_path,
                build_id=build_id,
