@@ -109,17 +109,14 @@ def pack_image(home: Home, rootfs: Path, build_id: str, parent: Image | None, pr
     """Pack the provisioned rootfs as the sandbox AMIs' content. A plain tree (a full build's) is packed whole
     and then kept in the tree cache (an incremental build from this one starts on it). An overlay build root
     (an incremental build's, on `parent`'s cached tree) is unmounted and only its upper layer packed, as a
-    layer over the parent's image; then it is dropped."""
+    layer over the parent's image; the layer stays in the tree cache (a build from this one starts on it)."""
     from imagefactory.sandbox import trees
-    from imagefactory.sandbox.teardown import mounts_under, unmount_all
+    from imagefactory.sandbox.teardown import mounts_under
 
     folder = image_path(home, build_id).parent
     if mounts_under(rootfs):
         assert parent is not None, "an overlay build root is an incremental build's"
-        unmount_all(rootfs)
-        info = images.pack_layer(trees.upper_dir(rootfs), trees.tree_of(trees.cache_dir(home), parent), folder,
-                                 build_id, parent.build_id)
-        trees.unmount(rootfs)
+        info = trees.pack_layer(trees.cache_dir(home), parent, rootfs, folder, build_id)
         progress(f"sandbox: image packed to {info.path} ({info.packed_bytes / 1e6:.1f} MB: a layer of "
                  f"{info.unpacked_bytes / 1e6:.1f} MB of files over build {parent.build_id}'s image)")
         return info.path

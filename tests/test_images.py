@@ -13,7 +13,7 @@ import pytest
 
 from imagefactory.errors import SandboxError
 from imagefactory.sandbox import images, trees
-from imagefactory.sandbox.teardown import mounts_under, unmount_all
+from imagefactory.sandbox.teardown import mounts_under
 
 ODD = os.fsdecode(b"caf\xe9-latin1")  # a name that is not UTF-8
 
@@ -85,12 +85,12 @@ def layer_over(cache: Path, folder: Path, image: images.Image, build_id: str, tm
     """Mount an overlay build root on `image`'s cached tree, change it, pack its upper layer as build_id's
     image; (what the build saw, the new image)."""
     root = tmp / f"build-{build_id}" / "rootfs"
-    trees.mount(cache, image, root)
+    served = trees.mount(cache, image, root)
+    assert served is (len(image.layers) > 1), "a whole image is unpacked first; a layer's stack is cached"
     change(root)  # type: ignore[operator]
     seen = snapshot(root)
-    unmount_all(root)
-    images.pack_layer(trees.upper_dir(root), trees.tree_of(cache, image), folder, build_id, image.build_id)
-    trees.unmount(root)
+    trees.pack_layer(cache, image, root, folder, build_id)
+    assert not root.exists() and not mounts_under(tmp)
     return seen, images.load(folder, build_id)
 
 
@@ -114,18 +114,28 @@ def test_a_layer_lays_out_to_exactly_the_tree_the_build_saw_and_holds_only_what_
     assert snapshot(out) == seen
     assert not any(x.startswith("trusted.overlay.") for x in os.listxattr(out / "etc/replaced"))
 
-    # a layer over a layer: the tree of b2 is laid out into the cache, and b3's layer goes over it
+    # a layer over a layer: b2's build root is an overlay on b2's cached layer over b1's tree (nothing is
+    # unpacked), and b3's layer goes over that
     def more(root: Path) -> None:
         (root / "etc/new").unlink()
         (root / "etc/replaced/fresh").write_text("fresher")
         (root / "usr/bin/tool").unlink()
 
+    assert sorted(p.name for p in cache.iterdir() if p.is_dir()) == ["b1", "b2"] and (cache / "b2/layer").is_dir()
     seen3, image3 = layer_over(cache, folder, image, "b3", tmp_path, more)
     assert [lay.build_id for lay in image3.layers] == ["b1", "b2", "b3"]
+    assert not (cache / "b2/rootfs").exists(), "b2's tree was never laid out whole"
     out3 = tmp_path / "laid-out-3"
     images.unpack(image3, out3)
     assert snapshot(out3) == seen3
     assert not mounts_under(tmp_path)
+
+    # once the whole tree below them is evicted (KEEP newer whole trees used since), the layers go too
+    for name in ("o1", "o2"):
+        images.pack_whole(base, folder, name)
+        trees.mount(cache, images.load(folder, name), tmp_path / f"use-{name}" / "rootfs")
+        trees.unmount(tmp_path / f"use-{name}" / "rootfs")
+    assert sorted(p.name for p in cache.iterdir() if p.is_dir()) == ["o1", "o2"]
 
 
 def test_a_layer_whose_parent_is_gone_or_whose_layer_file_is_damaged_is_named(tmp_path: Path) -> None:

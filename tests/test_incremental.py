@@ -264,6 +264,9 @@ def test_the_incremental_bake_has_the_new_commit_and_the_parents_environment(cha
     # the build root was an overlay on the full build's tree, kept (not unpacked) when it was packed
     assert f"sandbox: build root on the cached tree of build {full['build_id']}'s image (overlay)" in chain["stderr"]
     assert (trees.cache_dir(chain_home) / full["build_id"] / "rootfs/etc/imagefactory/manifest.json").is_file()
+    # and its own upper layer is kept there, over it: a build from this one starts without unpacking
+    kept = trees.cache_dir(chain_home) / inc["build_id"]
+    assert (kept / "layer/home/ubuntu/hello-binder/hello.py").is_file() and not (kept / "rootfs").exists()
 
 
 def read_image(archive: Path, wanted: tuple[str, ...]) -> tuple[set[str], dict[str, str]]:
