@@ -34,7 +34,7 @@ from imagefactory.recipe import Recipe
 from imagefactory.recipe_commands import bake_recipe, rehearsal, resolve_check
 from imagefactory.render import ParentImage
 from imagefactory.repo import Checkout
-from imagefactory.sandbox.archive import image_path
+from imagefactory.sandbox.images import Image, Missing
 from imagefactory.smoke import proof_lines
 
 Progress = Callable[[str], None]
@@ -106,9 +106,6 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
         notes.append(dataplan.notice)
     if target.sandbox and dataplan.provision:
         check_sandbox_needs(preflight(recipe, target="sandbox", rehearse=rehearsal(home, recipe, found.path)))
-    if opts.resolve:
-        with clock.stage("packages"):
-            _check_packages(home, recipe, found, progress)
     inputs = (environment_inputs(recipe, found.path, environment_stages_digest(home.packer_dir))
               if dataplan.provision else None)
     start = _start(home, target, recipe, opts.parent, provision=dataplan.provision, inputs=inputs or {})
@@ -116,6 +113,9 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
     if line:
         progress(line)
         notes.append(line)
+    if opts.resolve and start.image is None:  # an incremental build installs no packages: its parent's stay
+        with clock.stage("packages"):
+            _check_packages(home, recipe, found, progress)
     build_id = new_build_id()
     job = Job(home=home, target=target, packer=packer, recipe=recipe, found=found, recipe_path=recipe_path,
                build_id=build_id,
@@ -142,10 +142,10 @@ def bake(home: Home, opts: BakeOptions, progress: Progress) -> BakeResult:
 
 @dataclass(frozen=True)
 class _Begin:
-    """Where the build starts: a parent's image (and, in the sandbox, its packed rootfs), or the base image."""
+    """Where the build starts: a parent's image (and, in the sandbox, its packed image), or the base image."""
 
     image: ParentImage | None = None
-    rootfs: Path | None = None
+    rootfs: Image | None = None
     reason: str | None = None  # why a full bake, when a parent was asked for
     chain: int = 0             # incremental builds in a row, this one included
 
@@ -173,9 +173,12 @@ def _start(home: Home, target: Target, recipe: Recipe, parent_id: str | None, *,
     if start.parent is None:
         return _Begin(reason=start.reason)
     parent, region = start.parent, recipe.image.regions[0]
-    rootfs = parent_image(home, parent.id) if target.sandbox else None
-    if target.sandbox and rootfs is None:
-        return _Begin(reason=f"parent build {parent.id}'s packed rootfs is gone ({image_path(home, parent.id)})")
+    rootfs = None
+    if target.sandbox:
+        try:
+            rootfs = parent_image(home, parent.id)
+        except Missing as gone:
+            return _Begin(reason=f"parent build {parent.id}'s image is gone ({gone.message.partition(': ')[2]})")
     image = ParentImage(build_id=parent.id, source_ami=parent.amis[region],
                         base_ami=parent.base_ami.get(region, ""), base_ami_name=parent.base_ami_name or "")
     return _Begin(image=image, rootfs=rootfs, chain=start.chain)

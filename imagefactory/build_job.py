@@ -46,6 +46,7 @@ from imagefactory.render import (
     write_build_dir,
 )
 from imagefactory.repo import Checkout
+from imagefactory.sandbox.images import Image
 from imagefactory.sandbox.trees import cache_dir as tree_cache
 from imagefactory.smoke import smoke_config
 from imagefactory.tags import BASE_AMI_NAME_TAG, BUILD_ID_TAG
@@ -93,7 +94,7 @@ class Job:
     progress: Progress
     inputs: dict[str, Any] | None = None  # the environment inputs, recorded in the manifest (incremental.py)
     parent: ParentImage | None = None     # an incremental build: start from this build's image
-    parent_rootfs: Path | None = None     # ... in the sandbox: its packed rootfs
+    parent_rootfs: Image | None = None    # ... in the sandbox: its image (sandbox.images)
 
     def values(self, ssh: SshEndpoint | None) -> dict[str, Any]:
         steps = (provisioners(self.home.packer_dir, incremental=self.parent is not None) if self.provision
@@ -153,7 +154,7 @@ class Job:
                     trees=tree_cache(self.home), stage=self.clock.stage) as (ssh, rootfs):
                 amis = self.packer_run(ssh)
             with self.clock.stage("pack"):
-                pack_image(self.home, rootfs, self.build_id, self.progress)
+                pack_image(self.home, rootfs, self.build_id, self.parent_rootfs, self.progress)
             return amis
         except BaseException as exc:
             self.fail(exc)

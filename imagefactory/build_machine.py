@@ -19,7 +19,9 @@ from imagefactory.errors import SandboxError
 from imagefactory.home import Home, rootfs_cache_dir
 from imagefactory.recipe.model import Recipe
 from imagefactory.render import SshEndpoint
+from imagefactory.sandbox import images
 from imagefactory.sandbox.archive import image_path
+from imagefactory.sandbox.images import Image
 
 Progress = Callable[[str], None]
 Stage = Callable[[str], AbstractContextManager[None]]
@@ -58,10 +60,10 @@ def _build_key(build_dir: Path) -> tuple[Path, str]:
 @contextmanager
 def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Path, *,
                     extra_ca: Path | None, progress: Progress,
-                    image: Path | None = None, trees: Path | None = None,
+                    image: Image | None = None, trees: Path | None = None,
                     stage: Stage = _untimed) -> Iterator[tuple[SshEndpoint, Path]]:
     """A running build root for Packer to provision: yields its SSH endpoint and the rootfs path. It starts
-    from the base rootfs, or from `image` (an incremental build: the parent build's packed rootfs; with
+    from the base rootfs, or from `image` (an incremental build: the parent build's image; with
     `trees`, the tree cache, as an overlay on its cached unpacked tree). Starting and stopping the build
     root are timed as `stage("root-start")` and `stage("root-stop")`.
 
@@ -87,7 +89,7 @@ def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Pa
                     extra_ca=extra_ca, progress=progress, image=image, trees=trees))
             if image is not None and trees is not None:
                 progress(f"sandbox: build root on the {'cached' if root.served_from_cache else 'newly unpacked'} "
-                         f"tree of {image.name} (overlay)")
+                         f"tree of build {image.build_id}'s image (overlay)")
             progress(f"sandbox: build root {root.root} serving ssh on 127.0.0.1:{root.port}")
             yield SshEndpoint("127.0.0.1", root.port, keypair, str(private_key)), root.root
             with stage("root-stop"):
@@ -97,29 +99,32 @@ def sandbox_machine(target: Target, recipe: Recipe, build_id: str, build_dir: Pa
         leftovers.forget_cloud(build_dir)
 
 
-def parent_image(home: Home, build_id: str) -> Path | None:
-    """The packed rootfs of sandbox build `build_id` (an incremental build starts from it), if it is there."""
-    path = image_path(home, build_id)
-    return path if path.is_file() else None
+def parent_image(home: Home, build_id: str) -> Image:
+    """The image of sandbox build `build_id` (an incremental build starts from it); `images.Missing` says
+    which packed archive of it is not there."""
+    return images.load(image_path(home, build_id).parent, build_id)
 
 
-def pack_image(home: Home, rootfs: Path, build_id: str, progress: Progress) -> Path:
-    """Pack the provisioned rootfs as the sandbox AMIs' content. A plain tree (a full build's) is then kept
-    in the tree cache (an incremental build from this one starts on it); an overlay build root is dropped."""
+def pack_image(home: Home, rootfs: Path, build_id: str, parent: Image | None, progress: Progress) -> Path:
+    """Pack the provisioned rootfs as the sandbox AMIs' content. A plain tree (a full build's) is packed whole
+    and then kept in the tree cache (an incremental build from this one starts on it). An overlay build root
+    (an incremental build's, on `parent`'s cached tree) is unmounted and only its upper layer packed, as a
+    layer over the parent's image; the layer stays in the tree cache (a build from this one starts on it)."""
     from imagefactory.sandbox import trees
-    from imagefactory.sandbox.archive import pack
     from imagefactory.sandbox.teardown import mounts_under
 
-    dest = image_path(home, build_id)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    info = pack(rootfs, dest)
+    folder = image_path(home, build_id).parent
     if mounts_under(rootfs):
-        trees.unmount(rootfs)
-    else:
-        trees.keep(trees.cache_dir(home), dest, rootfs)
-    progress(f"sandbox: image packed to {dest} ({info.packed_bytes / 1e6:.0f} MB, "
+        assert parent is not None, "an overlay build root is an incremental build's"
+        info = trees.pack_layer(trees.cache_dir(home), parent, rootfs, folder, build_id)
+        progress(f"sandbox: image packed to {info.path} ({info.packed_bytes / 1e6:.1f} MB: a layer of "
+                 f"{info.unpacked_bytes / 1e6:.1f} MB of files over build {parent.build_id}'s image)")
+        return info.path
+    info = images.pack_whole(rootfs, folder, build_id)
+    trees.keep(trees.cache_dir(home), images.whole(info.path), rootfs)
+    progress(f"sandbox: image packed to {info.path} ({info.packed_bytes / 1e6:.0f} MB, "
              f"{info.unpacked_bytes / 1e6:.0f} MB unpacked)")
-    return dest
+    return info.path
 
 
 def check_sandbox_needs(problems: list[str]) -> None:

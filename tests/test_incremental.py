@@ -52,6 +52,9 @@ from imagefactory.sandbox.base import ensure_base
 from imagefactory.sandbox.buildroot import BuildRoot, sshd_answers
 from imagefactory.sandbox.emulator import status
 from imagefactory.sandbox.host import sandbox_supported
+from imagefactory.sandbox.images import load as load_image
+from imagefactory.sandbox.images import unpack as unpack_image
+from imagefactory.sandbox.images import whole
 from imagefactory.sandbox.teardown import mounts_under, remove_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,8 +262,11 @@ def test_the_incremental_bake_has_the_new_commit_and_the_parents_environment(cha
                  "manifest: /etc/imagefactory/manifest.json: commit", "[90-cleanup] done", "[95-secret-scan] clean"):
         assert mark in log
     # the build root was an overlay on the full build's tree, kept (not unpacked) when it was packed
-    assert f"sandbox: build root on the cached tree of {full['build_id']}.tar.zst (overlay)" in chain["stderr"]
+    assert f"sandbox: build root on the cached tree of build {full['build_id']}'s image (overlay)" in chain["stderr"]
     assert (trees.cache_dir(chain_home) / full["build_id"] / "rootfs/etc/imagefactory/manifest.json").is_file()
+    # and its own upper layer is kept there, over it: a build from this one starts without unpacking
+    kept = trees.cache_dir(chain_home) / inc["build_id"]
+    assert (kept / "layer/home/ubuntu/hello-binder/hello.py").is_file() and not (kept / "rootfs").exists()
 
 
 def read_image(archive: Path, wanted: tuple[str, ...]) -> tuple[set[str], dict[str, str]]:
@@ -281,18 +287,49 @@ def read_image(archive: Path, wanted: tuple[str, ...]) -> tuple[set[str], dict[s
 
 
 @pytest.mark.network
-def test_the_incremental_image_holds_the_new_file_and_is_cleaned_like_a_full_one(
-        chain: dict[str, Any], chain_home: Home) -> None:
+def test_the_incremental_image_is_a_small_layer_and_laid_out_holds_the_new_file_cleaned_like_a_full_one(
+        chain: dict[str, Any], chain_home: Home, tmp_path: Path) -> None:
     hello, keys, manifest = ("home/ubuntu/hello-binder/hello.py", "home/ubuntu/.ssh/authorized_keys",
                              "etc/imagefactory/manifest.json")
-    names, texts = read_image(image_path(chain_home, chain["incremental"]["build_id"]), (hello, keys, manifest))
-    assert texts[hello] == (chain["repo"] / "hello.py").read_text() and "a one-line change" in texts[hello]
+    inc_id, full_id = chain["incremental"]["build_id"], chain["full"]["build_id"]
+    layer = image_path(chain_home, inc_id)
+    names, texts = read_image(layer, (hello, manifest))
+    assert "a one-line change" in texts[hello] and json.loads(texts[manifest])["build_id"] == inc_id
+    assert "etc/ssh/sshd_config" not in names and "usr/bin/python3" not in names, "only what the build changed"
+    assert layer.stat().st_size * 20 < image_path(chain_home, full_id).stat().st_size
+    image = load_image(layer.parent, inc_id)
+    assert [(lay.build_id, lay.parent) for lay in image.layers] == [(full_id, None), (inc_id, full_id)]
+    root = tmp_path / "laid-out"
+    unpack_image(image, root)
+    assert (root / hello).read_text() == (chain["repo"] / "hello.py").read_text()
     build_key = (Path(chain["incremental"]["build_dir"]) / "build-key.pub").read_text().split()[1]
-    assert build_key not in texts.get(keys, "")
-    assert "etc/ssh/sshd_config" in names
-    assert not [n for n in names if n.startswith("etc/ssh/ssh_host_") and n.endswith("_key")], "no host keys"
-    assert not [n for n in names if n.startswith("tmp/imagefactory")]
-    assert json.loads(texts[manifest])["build_id"] == chain["incremental"]["build_id"]
+    assert build_key not in (root / keys).read_text()
+    assert (root / "etc/ssh/sshd_config").is_file() and (root / "usr/bin/python3").exists()
+    assert not list((root / "etc/ssh").glob("ssh_host_*_key")), "no host keys"
+    assert not (root / "tmp/imagefactory").exists()
+    assert json.loads((root / manifest).read_text())["build_id"] == inc_id
+
+
+@pytest.mark.network
+def test_the_incremental_image_launches_with_the_new_commit(chain: dict[str, Any], chain_home: Home) -> None:
+    """An instance of the layered image boots from its two layers laid out: sshd and JupyterLab answer and the
+    repository is at the new commit."""
+    inc_id = chain["incremental"]["build_id"]
+    done = run_cli(chain_home, "launch", "hello-binder", "--sandbox", "--json", check=True, timeout=300)
+    launched = json.loads(done.stdout)
+    iid = launched["instance_id"]
+    root = chain_home.sandbox_dir / "instances" / iid
+    try:
+        assert f"sandbox: unpacking the image of build {inc_id} (2 layer(s))" in done.stderr
+        assert "a one-line change" in (root / "home/ubuntu/hello-binder/hello.py").read_text()
+        assert sshd_answers(launched["ssh_port"])
+        status = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--noproxy", "*",
+                                 f"http://127.0.0.1:{launched['jupyter_port']}/api/status"],
+                                capture_output=True, text=True, timeout=60)
+        assert status.stdout == "403", "JupyterLab answers (and wants its token)"
+    finally:
+        gone = json.loads(run_cli(chain_home, "terminate", iid, "--yes", "--json", check=True).stdout)
+    assert gone["state"] in ("shutting-down", "terminated") and not root.exists()
 
 
 @pytest.mark.network
@@ -347,7 +384,7 @@ def test_a_build_root_from_an_image_is_set_up_inside_its_container(tmp_path: Pat
     pub = (tmp_path / "key.pub").read_text()
     cache = tmp_path / "trees" if cached else None
     with BuildRoot(rootfs_cache_dir(), tmp_path / "work", login_user="ubuntu", authorized_key=pub,
-                   image=image, trees=cache) as root:
+                   image=whole(image), trees=cache) as root:
         assert sshd_answers(root.port)
         assert bool(mounts_under(root.root)) == cached and root.served_from_cache is False
         keys = root.run(["cat", "/home/ubuntu/.ssh/authorized_keys"])

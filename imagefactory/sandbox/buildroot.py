@@ -8,8 +8,8 @@ by `sandbox.leftovers`) and starts sshd on 127.0.0.1:`port` as the main process 
 (error, Ctrl-C, SIGTERM), every process of the container is ended; the tree is kept for `pack` (on
 failure it is removed unless `keep_on_failure`).
 
-With `image` (an incremental build: the parent build's packed rootfs, `sandbox.archive.image_path`), the
-tree starts from that image instead of the base. That tree is untrusted (a repository's code ran in it as
+With `image` (an incremental build: the parent build's image, `sandbox.images`), the tree starts from
+that image instead of the base. That tree is untrusted (a repository's code ran in it as
 root), so nothing of it runs on the host: the same setup (login user if missing, sudo, the build key,
 this machine's CAs, the hosts entry, a new ssh host key) runs inside a one-shot container (`IMAGE_SETUP`),
 as a sandbox instance's first boot does. With `trees` too (the home's tree cache, `sandbox.trees`), the
@@ -34,7 +34,7 @@ from types import FrameType, TracebackType
 from imagefactory import proc
 from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write
-from imagefactory.sandbox import container, trees
+from imagefactory.sandbox import container, images, trees
 from imagefactory.sandbox.archive import unpack
 from imagefactory.sandbox.base import ensure_base
 from imagefactory.sandbox.host import (
@@ -47,6 +47,7 @@ from imagefactory.sandbox.host import (
     run_logged,
     split_pem,
 )
+from imagefactory.sandbox.images import Image
 from imagefactory.sandbox.teardown import kill_processes, remove_tree, unmount_all
 from imagefactory.waiting import WaitTimeout, wait_for
 
@@ -130,7 +131,7 @@ class BuildRoot:
 
     def __init__(self, cache_dir: Path, work_dir: Path, *, login_user: str, authorized_key: str,
                  extra_ca: Path | None = None, keep_on_failure: bool = False, progress: Progress = print,
-                 image: Path | None = None, trees: Path | None = None) -> None:
+                 image: Image | None = None, trees: Path | None = None) -> None:
         check_user(login_user)
         if "\n" in authorized_key.strip() or not authorized_key.startswith(("ssh-", "ecdsa-", "sk-")):
             raise SandboxError("the authorized key must be one public key line", "pass the .pub text")
@@ -148,14 +149,17 @@ class BuildRoot:
     def __enter__(self) -> BuildRoot:
         self._catch_sigterm()
         try:
-            start = self.image or ensure_base(self.cache_dir, progress=self.progress)
+            base = None if self.image else ensure_base(self.cache_dir, progress=self.progress)
             self.work_dir.mkdir(parents=True, exist_ok=True)
             record_owner(self.work_dir)
             remove_tree(self.root)
             if self.image is not None and self.trees is not None:
                 self.served_from_cache = trees.mount(self.trees, self.image, self.root)
+            elif self.image is not None:
+                images.unpack(self.image, self.root)
             else:
-                unpack(start, self.root)
+                assert base is not None
+                unpack(base, self.root)
             if self.image is not None:
                 self._set_up_image()
             else:
@@ -212,13 +216,14 @@ class BuildRoot:
 
     def _set_up_image(self) -> None:
         """The same setup for a tree made from an (untrusted) image, inside a one-shot container."""
+        assert self.image is not None
         cas = "".join(self._missing_cas(self._image_bundle()))
         name = hashlib.sha256(cas.encode()).hexdigest()[:16]
         done = container.run(self.root, ["/bin/sh", "-c", IMAGE_SETUP],
                              setenv={"IF_USER": self.login_user, "IF_KEY": self.authorized_key, "IF_CAS": cas,
                                      "IF_CAS_NAME": name}, timeout=120)
         if done.returncode != 0:
-            raise SandboxError(f"setting up the build root from {self.image} failed: "
+            raise SandboxError(f"setting up the build root from the image of build {self.image.build_id} failed: "
                                f"{(done.stderr or done.stdout).strip()[-400:]}", "bake it in full (without a parent)")
 
     def _image_bundle(self) -> str:

@@ -1,11 +1,13 @@
 """Local instances: a sandbox AMI started on this machine, reached exactly like an EC2 instance.
 
-A sandbox bake packs the provisioned root filesystem as `<home>/.sandbox/images/<build_id>.tar.zst`
-(AMI -> its `imagefactory:build-id` tag -> that file). Launching it here:
+A sandbox bake packs the provisioned root filesystem as the build's image under `<home>/.sandbox/images/`
+(AMI -> its `imagefactory:build-id` tag -> that image; an incremental build's is a layer over its parent's,
+`sandbox.images`). Launching it here:
 
-    create  unpack into `<home>/.sandbox/instances/<id>/`; in a one-shot container (the image is
-            untrusted: a repository's code ran in it) install the launch key for the login user, write
-            /etc/imagefactory/autostop-minutes and make fresh ssh host keys (the first-boot unit)
+    create  unpack the image (its layers, in order) into `<home>/.sandbox/instances/<id>/`; in a
+            one-shot container (the image is untrusted: a repository's code ran in it) install the
+            launch key for the login user, write /etc/imagefactory/autostop-minutes and make fresh ssh
+            host keys (the first-boot unit)
     boot    a container (`sandbox.container`) whose main process is sshd (127.0.0.1, a free port),
             then what the systemd units would do, read from the units themselves: imagefactory-jupyter's
             ExecStartPre (the token) and ExecStart (JupyterLab from the server env, as the unit's User,
@@ -31,11 +33,12 @@ from imagefactory.cloud.target import Target
 from imagefactory.errors import SandboxError
 from imagefactory.files import atomic_write
 from imagefactory.home import Home
-from imagefactory.sandbox import container
-from imagefactory.sandbox.archive import image_path, unpack
+from imagefactory.sandbox import container, images
+from imagefactory.sandbox.archive import image_path
 from imagefactory.sandbox.buildroot import sshd_answers, sshd_argv
 from imagefactory.sandbox.contents import build_of
 from imagefactory.sandbox.host import Progress, check_user, free_port, sandbox_supported
+from imagefactory.sandbox.images import Image
 from imagefactory.sandbox.teardown import kill_processes, processes_in, remove_tree, unmount_all
 from imagefactory.sandbox.units import expand, read_env_file, read_unit
 from imagefactory.waiting import WaitTimeout, wait_for
@@ -106,15 +109,12 @@ def content_of(target: Target, region: str, ami: str) -> str:
     return build_id
 
 
-def check_ready(home: Home, build_id: str) -> Path:
+def check_ready(home: Home, build_id: str) -> Image:
+    """The build's image, if this machine can run it (`images.Missing` names a packed archive not there)."""
     ok, why = sandbox_supported()
     if not ok:
         raise SandboxError(f"cannot run a sandbox instance here: {why}", "run as root on Linux, or use AWS")
-    path = image_path(home, build_id)
-    if not path.is_file():
-        raise SandboxError(f"build {build_id} has no packed root filesystem ({path})",
-                           "bake the image again in the sandbox; only provisioned sandbox builds can launch")
-    return path
+    return images.load(image_path(home, build_id).parent, build_id)
 
 
 def load(home: Home, instance_id: str) -> LocalInstance | None:
@@ -137,9 +137,10 @@ def create(home: Home, spec: LocalSpec, progress: Progress) -> LocalInstance:
     """Unpack the build's image for a new instance, personalise it and boot it."""
     check_user(spec.user)
     root = instances_dir(home) / spec.instance_id
-    progress(f"sandbox: unpacking {image_path(home, spec.build_id).name} into {root}")
+    image = check_ready(home, spec.build_id)
+    progress(f"sandbox: unpacking the image of build {spec.build_id} ({len(image.layers)} layer(s)) into {root}")
     try:
-        unpack(check_ready(home, spec.build_id), root)
+        images.unpack(image, root)
     except SandboxError as exc:
         detail = " ".join(exc.message.split())[-300:]
         raise SandboxError(f"unpacking the image of build {spec.build_id} failed: {detail}",
