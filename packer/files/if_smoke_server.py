@@ -39,7 +39,7 @@ from collections.abc import Callable
 START_TIMEOUT = 180.0
 KERNEL_TIMEOUT = 180.0
 PROGRESS_EVERY = 15.0
-POLL = 0.1
+POLL = 0.05
 HTTP_TIMEOUT = 30.0
 NOT_LISTED = 3
 NOTIFICATION = "@jupyterlab/apputils-extension:notification"

@@ -54,7 +54,7 @@ python3 "$IF_DIR/files/if_smoke_system.py" "$IF_CONFIG" "$results/system.json" |
     if_die "programs or libraries the recipe's system packages are for are missing (see above)"
 
 if_log "jupyter kernelspec list (server env), JupyterLab starts and answers, the kernel runs code"
-tail -n +1 -s 0.1 -f --pid="$server" "$server_out"
+tail -n +1 -s 0.05 -f --pid="$server" "$server_out"
 status=0
 wait "$server" || status=$?
 server=""
