@@ -1,6 +1,8 @@
-"""Two claims proven by real sandbox bakes (one bake each, one shared home and emulator): a project with a
-uv.lock is installed from the lock (issue 14 §3), and a notebook marked run: true whose cell fails fails
-the bake, naming the notebook and the cell (issue 15 §4)."""
+"""Three claims proven by real sandbox bakes (one bake each, one shared home and emulator): a project with a
+uv.lock is installed from the lock (issue 14 §3); a notebook marked run: true whose cell fails fails
+the bake, naming the notebook and the cell (issue 15 §4); and a smoke check that fails while JupyterLab
+starts in the background (80-smoke starts it first) fails the bake in its own one line, JupyterLab and the
+kernel stopped."""
 
 from __future__ import annotations
 
@@ -142,4 +144,35 @@ def test_a_failing_notebook_cell_fails_the_bake_naming_the_notebook_and_cell(
     assert "notebooks/broken.ipynb" in build.error and "cell 2" in build.error and "ValueError" in build.error
     assert build_amis(lock_home, build.id) == []
     assert not image_path(lock_home, build.id).exists()
+    assert home_processes(lock_home) == []
+
+
+@pytest.fixture(scope="module")
+def failing_import_bake(lock_home: Home,
+                        tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    repo = commit(tmp_path_factory.mktemp("repos") / "broken-import", {
+        "runtime.txt": "python-3.11\n", "analysis.py": "import imagefactory_absent_q8z\n"})
+    run_cli(lock_home, "recipe", "--repo", str(repo), check=True)
+    path = lock_home.recipe_path("broken-import")
+    data = load_recipe(path).to_dict()
+    data.setdefault("smoke", {})["fail_on_import"] = "all"  # the missing module fails the bake, not just a warning
+    write_recipe(path, Recipe.from_dict(data), force=True)
+    return run_cli(lock_home, "bake", "--repo", str(repo), "--sandbox", timeout=900)
+
+
+def test_a_check_failing_while_jupyterlab_starts_fails_the_bake_in_its_own_line(
+        failing_import_bake: subprocess.CompletedProcess[str], lock_home: Home) -> None:
+    assert failing_import_bake.returncode == 1, failing_import_bake.stdout + failing_import_bake.stderr
+    errors = [ln for ln in failing_import_bake.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, failing_import_bake.stderr
+    assert "[80-smoke] the kernel env cannot import the recipe's packages or the code's imports" in errors[0]
+    (build,) = catalog.load(lock_home.catalog_path("sandbox")).images["broken-import"].builds
+    assert build.status == "failed" and not build.amis
+    log = (Path(build.build_dir or "") / "packer.log").read_text()
+    started = log.index("[80-smoke] JupyterLab and the kernel start (in the background")
+    failed = log.index("smoke: code import imagefactory_absent_q8z (missing) FAILED")
+    stopped = log.index("[80-smoke] JupyterLab and the kernel stopped (a check failed")  # "," is encoded there
+    assert started < failed < stopped
+    assert "smoke: JupyterLab answers /api/status" not in log, "the server check was stopped, not waited for"
+    assert build_amis(lock_home, build.id) == []
     assert home_processes(lock_home) == []

@@ -11,8 +11,9 @@ environment_inputs (what the environment install read, from the config), created
 and what the earlier stages measured (IF_DIR/results/*.json): imports {ok, failed, warned} (the code's imports, 80-smoke),
 system {programs, libraries, missing}, notebooks [{path, ok, seconds, cell, error}], data [{dest,
 source, bytes, …}] (55-data); a stage that wrote nothing gives null; disk_used_bytes (`du -sx /`,
-measured before 90-cleanup: what the snapshot stores, give or take the caches cleaned there). Written atomically,
-mode 0644. Runs on the image's system python3 (3.10 or newer).
+measured before 90-cleanup: what the snapshot stores, give or take the caches cleaned there). The
+programs it asks (uv, the kernel's and the server's Python, git, du) run at the same time, in threads.
+Written atomically, mode 0644. Runs on the image's system python3 (3.10 or newer).
 """
 
 import json
@@ -20,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 PREFIX = "/opt/imagefactory"
 KERNEL = f"{PREFIX}/kernel"
@@ -79,31 +81,46 @@ def disk_used() -> int | None:
         return None
 
 
+def jupyterlab_version() -> str:
+    """JupyterLab's version from its package metadata in the server env (what `jupyter-lab --version`
+    prints, without importing the application)."""
+    return output([f"{SERVER}/bin/python", "-c", "import importlib.metadata as m; print(m.version('jupyterlab'))"])
+
+
 def manifest(config: dict, repo_dir: str) -> dict:
-    tool, pkgs = packages(bool(config["conda"]))
-    version = output([f"{KERNEL}/bin/python", "-c", "import platform; print(platform.python_version())"])
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        asked = {"packages": pool.submit(packages, bool(config["conda"])),
+                 "python": pool.submit(output, [f"{KERNEL}/bin/python", "-c",
+                                                "import platform; print(platform.python_version())"]),
+                 "jupyterlab": pool.submit(jupyterlab_version),
+                 "uv": pool.submit(output, [UV, "--version"]),
+                 "head": pool.submit(repo_head, repo_dir),
+                 "disk": pool.submit(disk_used)}
+        found = {key: future.result() for key, future in asked.items()}
+    tool, pkgs = found["packages"]
+    version = found["python"]
     return {
         "manifest_version": 1,
         "build_id": config["build_id"],
         "target": config["target"],
         "recipe": config["recipe"],
         "repo": {"url": config["source"]["repo"], "ref": config["source"]["ref"],
-                 "commit": config["source"]["commit"], "head": repo_head(repo_dir), "path": repo_dir},
+                 "commit": config["source"]["commit"], "head": found["head"], "path": repo_dir},
         "python": {"requested": config["python"]["version"], "version": version,
                    "executable": f"{KERNEL}/bin/python"},
         "kernel": {**config["kernel"], "prefix": KERNEL},
         "package_tool": tool,
         "packages": pkgs,
-        "jupyterlab": output([f"{SERVER}/bin/jupyter-lab", "--version"]),
+        "jupyterlab": found["jupyterlab"],
         "jupyter": {"port": config["jupyter"]["port"], "token_file": config["jupyter"]["token_file"]},
         "autostop_minutes": config["autostop_minutes"],
         "login_user": config["login_user"],
         "base_os": os_name(),
-        "versions": {**config["versions"], "uv": output([UV, "--version"]).split()[-1]},
+        "versions": {**config["versions"], "uv": found["uv"].split()[-1]},
         "build": config.get("build") or {"mode": "full", "parent": None},
         "environment_inputs": config.get("environment_inputs"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "disk_used_bytes": disk_used(),
+        "disk_used_bytes": found["disk"],
         **results(),
     }
 

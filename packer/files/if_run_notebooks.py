@@ -8,7 +8,8 @@ the server env's JupyterLab brings) on the recipe's kernel, cell by cell, each c
 `timeout` seconds, with the notebook's own folder as the working directory (as JupyterLab runs it). The
 notebook file is not changed. A failing cell fails the smoke test, naming the notebook and the cell
 (1-based, counting every cell, as the factory's import scan does). Writes [{"path", "ok", "seconds",
-"cell", "error"}] to RESULT_JSON.
+"cell", "error"}] to RESULT_JSON ([] when none is to run; nbclient, which takes a second to import, is then
+not imported).
 """
 
 import json
@@ -17,14 +18,14 @@ import re
 import sys
 import time
 
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def run(path: str, kernel: str, timeout: int) -> dict:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
     notebook = nbformat.read(path, as_version=4)
     folder = os.path.dirname(path)
     client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": folder}})
