@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +121,23 @@ FAILING = {
 
 @pytest.fixture(scope="module")
 def failing_bake(lock_home: Home, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
-    repo = commit(tmp_path_factory.mktemp("repos") / "broken-notebook", FAILING)
-    run_cli(lock_home, "recipe", "--repo", str(repo), check=True)
-    path = lock_home.recipe_path("broken-notebook")
+    def run_the_notebook(data: dict[str, Any]) -> None:
+        assert data["smoke"]["notebooks"] == [{"path": "notebooks/broken.ipynb", "run": False, "timeout": 600}]
+        data["smoke"]["notebooks"][0]["run"] = True
+
+    return bake_edited(lock_home, commit(tmp_path_factory.mktemp("repos") / "broken-notebook", FAILING),
+                       "broken-notebook", run_the_notebook)
+
+
+def bake_edited(h: Home, repo: Path, name: str,
+                edit: Callable[[dict[str, Any]], None]) -> subprocess.CompletedProcess[str]:
+    """Derive the repo's recipe, edit it (a dict, in place), and bake it in the sandbox (not checked)."""
+    run_cli(h, "recipe", "--repo", str(repo), check=True)
+    path = h.recipe_path(name)
     data = load_recipe(path).to_dict()
-    assert data["smoke"]["notebooks"] == [{"path": "notebooks/broken.ipynb", "run": False, "timeout": 600}]
-    data["smoke"]["notebooks"][0]["run"] = True
+    edit(data)
     write_recipe(path, Recipe.from_dict(data), force=True)
-    return run_cli(lock_home, "bake", "--repo", str(repo), "--sandbox", timeout=900)
+    return run_cli(h, "bake", "--repo", str(repo), "--sandbox", timeout=900)
 
 
 def test_a_failing_notebook_cell_fails_the_bake_naming_the_notebook_and_cell(
@@ -152,12 +161,11 @@ def failing_import_bake(lock_home: Home,
                         tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
     repo = commit(tmp_path_factory.mktemp("repos") / "broken-import", {
         "runtime.txt": "python-3.11\n", "analysis.py": "import imagefactory_absent_q8z\n"})
-    run_cli(lock_home, "recipe", "--repo", str(repo), check=True)
-    path = lock_home.recipe_path("broken-import")
-    data = load_recipe(path).to_dict()
-    data.setdefault("smoke", {})["fail_on_import"] = "all"  # the missing module fails the bake, not just a warning
-    write_recipe(path, Recipe.from_dict(data), force=True)
-    return run_cli(lock_home, "bake", "--repo", str(repo), "--sandbox", timeout=900)
+
+    def fail_on_import(data: dict[str, Any]) -> None:  # the missing module fails the bake, not just a warning
+        data.setdefault("smoke", {})["fail_on_import"] = "all"
+
+    return bake_edited(lock_home, repo, "broken-import", fail_on_import)
 
 
 def test_a_check_failing_while_jupyterlab_starts_fails_the_bake_in_its_own_line(
